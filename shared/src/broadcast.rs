@@ -1,0 +1,173 @@
+//! Fan-out over API Gateway's `@connections` API (DESIGN §5): every subscribed connection
+//! gets the frame, concurrently with a bound; a 410 removes the connection's row.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures_util::{StreamExt, stream};
+
+use crate::cable;
+use crate::notify::{Notifier, NotifyError, Reach, SmokeyMessage};
+use crate::store::Store;
+
+/// Posts in flight at once. API Gateway's management API throttles per account, and the
+/// handful of Smokey instances never need more; enough to keep 1,000 connections under a
+/// second at API Gateway's usual latency.
+pub const FANOUT_CONCURRENCY: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostError {
+    /// 410: the connection is closed or unknown.
+    Gone,
+    Failed(String),
+}
+
+/// The part of the API Gateway Management API the relay uses.
+#[async_trait]
+pub trait ConnectionsApi: Send + Sync {
+    async fn post(&self, connection_id: &str, frame: &str) -> Result<(), PostError>;
+}
+
+/// `ConnectionsApi` through `aws-sdk-apigatewaymanagement`.
+#[derive(Debug, Clone)]
+pub struct ManagementApi {
+    client: Client,
+}
+
+impl ManagementApi {
+    /// A client for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
+    /// or the local gateway's URL). Does no network I/O.
+    pub fn new(sdk: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .build();
+        Self {
+            client: Client::from_conf(config),
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionsApi for ManagementApi {
+    async fn post(&self, connection_id: &str, frame: &str) -> Result<(), PostError> {
+        match self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(frame.as_bytes()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
+                Err(PostError::Gone)
+            }
+            Err(e) => Err(PostError::Failed(DisplayErrorContext(&e).to_string())),
+        }
+    }
+}
+
+/// Sends frames to connections listed in the store.
+#[derive(Clone)]
+pub struct Broadcaster {
+    store: Arc<dyn Store>,
+    api: Arc<dyn ConnectionsApi>,
+}
+
+/// How one round of posts went.
+#[derive(Debug, Default)]
+struct Round {
+    reach: Reach,
+    failed: usize,
+    last_error: Option<String>,
+}
+
+impl Broadcaster {
+    pub fn new(store: Arc<dyn Store>, api: Arc<dyn ConnectionsApi>) -> Self {
+        Self { store, api }
+    }
+
+    pub fn api(&self) -> &Arc<dyn ConnectionsApi> {
+        &self.api
+    }
+
+    /// Sends a keepalive ping to every connection, subscribed or not.
+    pub async fn ping_all(&self, now: i64) -> Result<Reach, NotifyError> {
+        let frame = cable::ping(now);
+        let posts = self
+            .store
+            .connections(now)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, frame.clone()))
+            .collect();
+        self.post_all(posts).await.into_result()
+    }
+
+    async fn post_all(&self, posts: Vec<(String, String)>) -> Round {
+        let results: Vec<(String, Result<(), PostError>)> = stream::iter(posts)
+            .map(|(id, frame)| async move {
+                let result = self.api.post(&id, &frame).await;
+                (id, result)
+            })
+            .buffer_unordered(FANOUT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut round = Round::default();
+        for (id, result) in results {
+            match result {
+                Ok(()) => round.reach.sent += 1,
+                Err(PostError::Gone) => match self.store.delete_connection(&id).await {
+                    Ok(()) => {
+                        round.reach.gone += 1;
+                        tracing::info!(connection = %id, "connection gone (410); row deleted");
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %id, error = %e, "connection gone (410) but its row could not be deleted");
+                        round.reach.gone += 1;
+                    }
+                },
+                Err(PostError::Failed(error)) => {
+                    tracing::warn!(connection = %id, %error, "post to connection failed");
+                    round.failed += 1;
+                    round.last_error = Some(error);
+                }
+            }
+        }
+        round
+    }
+}
+
+impl Round {
+    fn into_result(self) -> Result<Reach, NotifyError> {
+        match self.last_error {
+            None => Ok(self.reach),
+            Some(last_error) => Err(NotifyError::Incomplete {
+                failed: self.failed,
+                attempted: self.failed + self.reach.sent + self.reach.gone,
+                last_error,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for Broadcaster {
+    async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
+        let value = message.to_value();
+        let mut posts = Vec::new();
+        for connection in self.store.connections(crate::clock::now()).await? {
+            for identifier in &connection.subscriptions {
+                let frame = cable::message(identifier, &value);
+                if frame.len() > cable::MAX_FRAME_BYTES {
+                    return Err(NotifyError::TooLarge(frame.len()));
+                }
+                posts.push((connection.id.clone(), frame));
+            }
+        }
+        self.post_all(posts).await.into_result()
+    }
+}

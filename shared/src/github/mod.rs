@@ -1,0 +1,3 @@
+//! GitHub: the webhook payloads we read.
+
+pub mod payloads;

@@ -1,0 +1,111 @@
+//! Webhook payload types. Only the fields the relay reads are declared; unknown fields are
+//! ignored, optional ones accept `null`, and actions and states stay strings so that a new
+//! name GitHub invents is handled as "not interesting" instead of as an error.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+
+/// Deserializes `null` as the type's default (GitHub sends `null` for empty lists too).
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Repository {
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub login: String,
+}
+
+/// A `status` event: a commit status was created or updated.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusEvent {
+    /// The status id; GitHub hands them out in increasing order.
+    #[serde(default)]
+    pub id: u64,
+    pub sha: String,
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    pub context: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// Branches whose head contains the commit (GitHub lists up to ten).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub branches: Vec<Branch>,
+    pub commit: StatusCommit,
+    pub updated_at: DateTime<Utc>,
+    pub repository: Repository,
+    #[serde(default)]
+    pub sender: Option<Account>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Branch {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusCommit {
+    pub commit: GitCommit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitCommit {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub message: String,
+}
+
+impl StatusEvent {
+    pub fn commit_message(&self) -> &str {
+        &self.commit.commit.message
+    }
+    pub fn sender_login(&self) -> Option<&str> {
+        self.sender.as_ref().map(|s| s.login.as_str())
+    }
+}
+
+/// Parses a payload, turning serde's error into the one-line reason a 400 carries.
+pub fn parse<T: serde::de::DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            format!("Malformed JSON in {event} payload: {error}")
+        } else {
+            format!("Unusable {event} payload: {error}")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_and_unknown_fields_are_tolerated() {
+        let body =
+            br#"{"id":1,"sha":"abc","state":"brand-new-state","context":"ci","description":null,
+            "target_url":null,"branches":null,"commit":{"commit":{"message":null}},
+            "updated_at":"2019-05-15T15:20:55+00:00","repository":{"full_name":"o/r","x":1},
+            "sender":null,"something_new":{"a":[1,2]}}"#;
+        let event: StatusEvent = parse("status", body).unwrap();
+        assert!(event.branches.is_empty());
+        assert_eq!(event.commit_message(), "");
+        assert_eq!(event.state, "brand-new-state");
+    }
+
+    #[test]
+    fn missing_fields_and_bad_json_name_the_problem() {
+        let missing = parse::<StatusEvent>("status", br#"{"state":"success"}"#).unwrap_err();
+        assert!(missing.contains("missing field"), "{missing}");
+        let malformed = parse::<StatusEvent>("status", b"{not json").unwrap_err();
+        assert!(malformed.starts_with("Malformed JSON"), "{malformed}");
+    }
+}

@@ -1,0 +1,110 @@
+//! `github-status`: CI statuses (DESIGN §4, "Status").
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::webhook::{Plan, Route, Transient};
+use crate::config::RelayConfig;
+use crate::github::payloads::{self, StatusEvent};
+use crate::notify::{Notifier, SmokeyMessage};
+use crate::rules::status::{self as rules, StatusDecision};
+use crate::store::{
+    StatusWrite, Store, VERDICT_LEASE_SECONDS, Verdict, VerdictClaim, VerdictRecord,
+};
+
+pub struct StatusHook {
+    pub config: RelayConfig,
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+}
+
+#[async_trait]
+impl Route for StatusHook {
+    type Work = StatusEvent;
+    const NAME: &'static str = "status_hook";
+    const EVENTS: &'static [&'static str] = &["status"];
+
+    fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<StatusEvent>, String> {
+        let status: StatusEvent = payloads::parse(event, body)?;
+        if !self.config.is_our_repository(&status.repository.full_name) {
+            return Ok(Plan::Ignore(format!(
+                "Status for {}, not {}; not interested",
+                status.repository.full_name, self.config.repository
+            )));
+        }
+        Ok(Plan::Act {
+            repository: status.repository.full_name.clone(),
+            work: status,
+        })
+    }
+
+    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Transient> {
+        let write = self
+            .store
+            .record_status(&rules::record_of(&status, delivery_id))
+            .await?;
+        let on_deploy = rules::lists_branch(&status, &self.config.deploy_branch)
+            || self.store.is_deployed(&status.sha).await?;
+        let latest = match self.config.required_contexts.is_empty() || !on_deploy {
+            true => Vec::new(),
+            false => self.store.latest_statuses(&status.sha).await?,
+        };
+        let stale = match write {
+            StatusWrite::Applied => "",
+            StatusWrite::Stale => " (an older update: the stored newer one stands)",
+        };
+        match rules::decide(&status, &latest, &self.config.required_contexts, on_deploy) {
+            StatusDecision::Undecided(reason) => Ok(format!("{reason}{stale}")),
+            StatusDecision::Decided(verdict) => self.send_once(delivery_id, verdict).await,
+        }
+    }
+}
+
+impl StatusHook {
+    /// Sends a commit's verdict at most once per commit, and at least once: the delivery
+    /// that claims the verdict sends it, and a retry of that delivery (or any delivery once
+    /// the claim is old) sends it again if it was never marked sent.
+    async fn send_once(&self, delivery_id: &str, verdict: Verdict) -> Result<String, Transient> {
+        let now = crate::clock::now();
+        let claim = VerdictRecord {
+            verdict,
+            delivery_id: delivery_id.to_string(),
+            claimed_at: now,
+            notified_at: None,
+        };
+        let verdict = match self.store.claim_verdict(&claim).await? {
+            VerdictClaim::Claimed => claim.verdict,
+            VerdictClaim::Taken(existing) if existing.notified_at.is_some() => {
+                return Ok(format!(
+                    "Commit {} was decided already ({}); not sent again",
+                    existing.verdict.sha, existing.verdict.state
+                ));
+            }
+            VerdictClaim::Taken(existing)
+                if existing.delivery_id == delivery_id
+                    || existing.claimed_at < now - VERDICT_LEASE_SECONDS =>
+            {
+                existing.verdict
+            }
+            VerdictClaim::Taken(existing) => {
+                return Ok(format!(
+                    "Commit {} was decided by delivery {}, which is sending it",
+                    existing.verdict.sha, existing.delivery_id
+                ));
+            }
+        };
+        let reach = self
+            .notifier
+            .notify(&SmokeyMessage::CommitStatus(verdict.clone()))
+            .await
+            .map_err(|e| Transient(format!("commit_status not sent: {e}")))?;
+        self.store
+            .mark_verdict_notified(&verdict.sha, crate::clock::now())
+            .await?;
+        Ok(format!(
+            "Sent commit_status {} for {} to {} connection(s)",
+            verdict.state, verdict.sha, reach.sent
+        ))
+    }
+}

@@ -1,0 +1,127 @@
+//! What is said to Smokey, and the interface that says it. The WebSocket broadcaster is the
+//! production notifier; tests and dry runs use `RecordingNotifier`.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::{StoreError, Verdict};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SmokeyMessage {
+    /// CI's verdict on a deploy commit.
+    CommitStatus(Verdict),
+    /// The deploy branch moved; carries the (trimmed) push payload.
+    DeployUpdated(Value),
+    /// A line for Smokey's chat rooms.
+    Chat(String),
+}
+
+impl SmokeyMessage {
+    /// The value of the frame's `message` key.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Self::CommitStatus(v) => json!({ "commit_status": CommitStatus::from(v) }),
+            Self::DeployUpdated(payload) => json!({ "deploy_updated": payload }),
+            Self::Chat(text) => json!({ "message": text }),
+        }
+    }
+}
+
+/// The `commit_status` body, keys in the order metasmoke sent them. All four are always
+/// present: Smokey raises on a missing one.
+#[derive(Serialize)]
+struct CommitStatus<'a> {
+    status: &'a str,
+    ci_url: &'a Option<String>,
+    commit_sha: &'a str,
+    commit_message: &'a str,
+}
+
+impl<'a> From<&'a Verdict> for CommitStatus<'a> {
+    fn from(v: &'a Verdict) -> Self {
+        Self {
+            status: &v.state,
+            ci_url: &v.ci_url,
+            commit_sha: &v.sha,
+            commit_message: &v.commit_message,
+        }
+    }
+}
+
+/// How a broadcast went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Frames accepted by @connections.
+    pub sent: usize,
+    /// Connections found gone (410) and removed.
+    pub gone: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("frame of {0} bytes is over the 32 KB WebSocket limit")]
+    TooLarge(usize),
+    #[error("{failed} of {attempted} frames could not be sent (last error: {last_error})")]
+    Incomplete {
+        failed: usize,
+        attempted: usize,
+        last_error: String,
+    },
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends the message to every subscribed client. An error means some client may not
+    /// have it, and the caller should let the delivery be retried.
+    async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError>;
+}
+
+/// Keeps what it was given. For tests, and for observing a dry run.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    messages: Mutex<Vec<SmokeyMessage>>,
+}
+
+impl RecordingNotifier {
+    pub fn messages(&self) -> Vec<SmokeyMessage> {
+        self.messages.lock().expect("not poisoned").clone()
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
+        self.messages
+            .lock()
+            .expect("not poisoned")
+            .push(message.clone());
+        Ok(Reach { sent: 1, gone: 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_status_always_has_all_four_keys() {
+        let message = SmokeyMessage::CommitStatus(Verdict {
+            sha: "a".repeat(40),
+            state: "success".into(),
+            ci_url: None,
+            commit_message: "m --autopull".into(),
+        });
+        assert_eq!(
+            message.to_value().to_string(),
+            format!(
+                r#"{{"commit_status":{{"status":"success","ci_url":null,"commit_sha":"{}","commit_message":"m --autopull"}}}}"#,
+                "a".repeat(40)
+            )
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Decisions as plain functions: what to do with an event, given what is known. No I/O.
+
+pub mod status;

@@ -1,0 +1,581 @@
+//! The DynamoDB store.
+//!
+//! Main table (`TABLE_NAME`), keys `pk` and `sk` (strings), TTL attribute `expires_at`:
+//!
+//! | item            | pk                  | sk                 | written                         |
+//! |-----------------|---------------------|--------------------|---------------------------------|
+//! | delivery ledger | `delivery#<id>`     | `delivery`         | conditional: new, failed, stale |
+//! | latest status   | `commit#<sha>`      | `status#<context>` | conditional: not older          |
+//! | verdict         | `commit#<sha>`      | `verdict`          | conditional: once               |
+//! | relay's deploy  | `commit#<sha>`      | `deployed`         | plain                           |
+//! | client key      | `client-key`        | `name#<name>`      | conditional: name unused        |
+//!
+//! One query (`pk = commit#<sha>`) gives everything known about a commit. Connections live
+//! in their own table (`CONNECTIONS_TABLE`, key `connection_id`, TTL `expires_at`) because
+//! broadcasting scans it and should scan nothing else.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+
+use super::*;
+use crate::config::Tables;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+const CLIENT_KEYS_PK: &str = "client-key";
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item)
+    }
+
+    async fn query_partition(&self, pk: String, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn begin_delivery(
+        &self,
+        id: &str,
+        route: &str,
+        now: i64,
+    ) -> Result<DeliveryStart, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(format!("delivery#{id}")))
+            .item("sk", s("delivery"))
+            .item("route", s(route))
+            .item("state", s("processing"))
+            .item("started_at", n(now))
+            .item(TTL_ATTRIBUTE, n(now + ttl::DELIVERY))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #state = :failed \
+                 OR (#state = :processing AND started_at < :stale)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":failed", s("failed"))
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":stale", n(now - DELIVERY_LEASE_SECONDS))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(match output.attributes {
+                Some(old) if !old.is_empty() => DeliveryStart::Retry,
+                _ => DeliveryStart::Fresh,
+            }),
+            Err(e) if condition_failed(&e) => {
+                let item = self
+                    .get(format!("delivery#{id}"), "delivery")
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Unavailable("delivery vanished while read".into())
+                    })?;
+                Ok(match text(&item, "state")?.as_str() {
+                    "handled" => DeliveryStart::AlreadyHandled {
+                        outcome: optional_text(&item, "outcome").unwrap_or_default(),
+                    },
+                    _ => DeliveryStart::InFlight,
+                })
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn end_delivery(
+        &self,
+        id: &str,
+        end: DeliveryEnd,
+        outcome: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let state = match end {
+            DeliveryEnd::Handled => "handled",
+            DeliveryEnd::Failed => "failed",
+        };
+        self.client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(format!("delivery#{id}")))
+            .key("sk", s("delivery"))
+            .update_expression(
+                "SET #state = :state, outcome = :outcome, finished_at = :now, #ttl = :ttl",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":state", s(state))
+            .expression_attribute_values(":outcome", s(outcome))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":ttl", n(now + ttl::DELIVERY))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError> {
+        let mut item: Item = [
+            ("pk", s(format!("commit#{}", status.sha))),
+            ("sk", s(format!("status#{}", status.context))),
+            ("sha", s(&status.sha)),
+            ("context", s(&status.context)),
+            ("state", s(&status.state)),
+            ("updated_at", n(status.updated_at)),
+            ("status_id", n(status.status_id as i64)),
+            ("delivery_id", s(&status.delivery_id)),
+            (TTL_ATTRIBUTE, n(status.updated_at + ttl::STATUS)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        put_optional(&mut item, "target_url", &status.target_url);
+        put_optional(&mut item, "description", &status.description);
+        put_optional(&mut item, "sender", &status.sender);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR updated_at < :updated \
+                 OR (updated_at = :updated AND status_id <= :id)",
+            )
+            .expression_attribute_values(":updated", n(status.updated_at))
+            .expression_attribute_values(":id", n(status.status_id as i64))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(StatusWrite::Applied),
+            Err(e) if condition_failed(&e) => Ok(StatusWrite::Stale),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError> {
+        self.query_partition(format!("commit#{sha}"), "status#")
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(StatusRecord {
+                    sha: text(item, "sha")?,
+                    context: text(item, "context")?,
+                    state: text(item, "state")?,
+                    target_url: optional_text(item, "target_url"),
+                    description: optional_text(item, "description"),
+                    sender: optional_text(item, "sender"),
+                    updated_at: number(item, "updated_at")?,
+                    status_id: number(item, "status_id")? as u64,
+                    delivery_id: text(item, "delivery_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError> {
+        let verdict = &record.verdict;
+        let mut item: Item = [
+            ("pk", s(format!("commit#{}", verdict.sha))),
+            ("sk", s("verdict")),
+            ("sha", s(&verdict.sha)),
+            ("state", s(&verdict.state)),
+            ("commit_message", s(&verdict.commit_message)),
+            ("delivery_id", s(&record.delivery_id)),
+            ("claimed_at", n(record.claimed_at)),
+            (TTL_ATTRIBUTE, n(record.claimed_at + ttl::VERDICT)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        put_optional(&mut item, "ci_url", &verdict.ci_url);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(VerdictClaim::Claimed),
+            Err(e) if condition_failed(&e) => {
+                let item = self
+                    .get(format!("commit#{}", verdict.sha), "verdict")
+                    .await?
+                    .ok_or_else(|| StoreError::Unavailable("verdict vanished while read".into()))?;
+                Ok(VerdictClaim::Taken(VerdictRecord {
+                    verdict: Verdict {
+                        sha: text(&item, "sha")?,
+                        state: text(&item, "state")?,
+                        ci_url: optional_text(&item, "ci_url"),
+                        commit_message: text(&item, "commit_message")?,
+                    },
+                    delivery_id: text(&item, "delivery_id")?,
+                    claimed_at: number(&item, "claimed_at")?,
+                    notified_at: number(&item, "notified_at").ok(),
+                }))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(format!("commit#{sha}")))
+            .key("sk", s("verdict"))
+            .update_expression("SET notified_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn mark_deployed(
+        &self,
+        sha: &str,
+        delivery_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(format!("commit#{sha}")))
+            .item("sk", s("deployed"))
+            .item("delivery_id", s(delivery_id))
+            .item("deployed_at", n(now))
+            .item(TTL_ATTRIBUTE, n(now + ttl::DEPLOY))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(format!("commit#{sha}"), "deployed")
+            .await?
+            .is_some())
+    }
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut item: Item = [
+            ("connection_id", s(&connection.id)),
+            ("connected_at", n(connection.connected_at)),
+            (TTL_ATTRIBUTE, n(connection.expires_at)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        put_optional(&mut item, "source_ip", &connection.source_ip);
+        if !connection.subscriptions.is_empty() {
+            item.insert(
+                "subscriptions".into(),
+                AttributeValue::Ss(connection.subscriptions.iter().cloned().collect()),
+            );
+        }
+        self.client
+            .put_item()
+            .table_name(&self.tables.connections)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(id))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_subscription(
+        &self,
+        id: &str,
+        identifier: &str,
+        subscribed: bool,
+    ) -> Result<bool, StoreError> {
+        let expression = if subscribed {
+            "ADD subscriptions :identifier"
+        } else {
+            "DELETE subscriptions :identifier"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(id))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(connection_id)")
+            .expression_attribute_values(
+                ":identifier",
+                AttributeValue::Ss(vec![identifier.to_string()]),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError> {
+        let mut connections = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.tables.connections)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items.unwrap_or_default() {
+                let connection = Connection {
+                    id: text(&item, "connection_id")?,
+                    connected_at: number(&item, "connected_at")?,
+                    source_ip: optional_text(&item, "source_ip"),
+                    subscriptions: match item.get("subscriptions") {
+                        Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
+                        _ => BTreeSet::new(),
+                    },
+                    expires_at: number(&item, TTL_ATTRIBUTE)?,
+                };
+                if connection.expires_at > now {
+                    connections.push(connection);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(connections),
+            }
+        }
+    }
+
+    async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(CLIENT_KEYS_PK))
+            .item("sk", s(format!("name#{}", key.name)))
+            .item("name", s(&key.name))
+            .item("key_hash", s(&key.key_hash))
+            .item("created_at", n(key.created_at))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError> {
+        // A handful of keys, one per Smokey instance: reading the partition is cheaper than
+        // keeping a second item per key in step.
+        Ok(self
+            .client_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.key_hash == key_hash))
+    }
+
+    async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError> {
+        self.query_partition(CLIENT_KEYS_PK.to_string(), "name#")
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(ClientKey {
+                    name: text(item, "name")?,
+                    key_hash: text(item, "key_hash")?,
+                    created_at: number(item, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(CLIENT_KEYS_PK))
+            .key("sk", s(format!("name#{name}")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.attributes.is_some_and(|old| !old.is_empty()))
+    }
+}
+
+/// Creates both tables with on-demand billing and TTL, as template.yaml declares them. For
+/// local servers (moto) and the local gateway; in AWS the template creates them.
+pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
+    let string_key = |name: &str, key_type: KeyType| {
+        (
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set"),
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .expect("name and type are set"),
+        )
+    };
+    let layouts = [
+        (
+            &tables.main,
+            vec![
+                string_key("pk", KeyType::Hash),
+                string_key("sk", KeyType::Range),
+            ],
+        ),
+        (
+            &tables.connections,
+            vec![string_key("connection_id", KeyType::Hash)],
+        ),
+    ];
+    for (table, keys) in layouts {
+        let (definitions, schema): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        let created = client
+            .create_table()
+            .table_name(table)
+            .set_attribute_definitions(Some(definitions))
+            .set_key_schema(Some(schema))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => continue,
+            Err(e) => return Err(unavailable(e)),
+        }
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .build()
+                    .expect("enabled and attribute name are set"),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn put_optional(item: &mut Item, name: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        item.insert(name.to_string(), s(value));
+    }
+}
+
+fn text(item: &Item, name: &str) -> Result<String, StoreError> {
+    optional_text(item, name)
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a string")))
+}
+
+fn optional_text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn number(item: &Item, name: &str) -> Result<i64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
+}
+
+fn condition_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&error).to_string())
+}

@@ -1,0 +1,276 @@
+//! The in-process store for running on one machine. Optionally kept in a JSON file so that
+//! client keys and history survive a restart of the local gateway.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    deliveries: HashMap<String, LedgerEntry>,
+    /// sha -> context -> latest status
+    statuses: HashMap<String, BTreeMap<String, StatusRecord>>,
+    verdicts: HashMap<String, VerdictRecord>,
+    deployed: HashMap<String, i64>,
+    connections: BTreeMap<String, Connection>,
+    client_keys: BTreeMap<String, ClientKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LedgerEntry {
+    started_at: i64,
+    end: Option<DeliveryEnd>,
+    outcome: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct EmbeddedStore {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+}
+
+impl EmbeddedStore {
+    /// A store that lives as long as the process.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A store kept in `path`, loaded now if the file exists and rewritten after each change.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let file = path.into();
+        let state = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", file.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(StoreError::Unavailable(format!("{}: {e}", file.display()))),
+        };
+        Ok(Self {
+            state: Mutex::new(state),
+            file: Some(file),
+        })
+    }
+
+    /// Runs `change` on the state and saves it if the store has a file.
+    fn change<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = change(&mut state);
+        if let Some(file) = &self.file {
+            let bytes =
+                serde_json::to_vec(&*state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let temporary = file.with_extension("tmp");
+            std::fs::write(&temporary, bytes)
+                .and_then(|()| std::fs::rename(&temporary, file))
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", file.display())))?;
+        }
+        Ok(result)
+    }
+
+    fn read<T>(&self, read: impl FnOnce(&State) -> T) -> Result<T, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(read(&state))
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn begin_delivery(
+        &self,
+        id: &str,
+        _route: &str,
+        now: i64,
+    ) -> Result<DeliveryStart, StoreError> {
+        self.change(|state| {
+            let start = match state.deliveries.get(id) {
+                None => DeliveryStart::Fresh,
+                Some(LedgerEntry {
+                    end: Some(DeliveryEnd::Handled),
+                    outcome,
+                    ..
+                }) => {
+                    return DeliveryStart::AlreadyHandled {
+                        outcome: outcome.clone().unwrap_or_default(),
+                    };
+                }
+                Some(LedgerEntry {
+                    end: Some(DeliveryEnd::Failed),
+                    ..
+                }) => DeliveryStart::Retry,
+                Some(entry) if entry.started_at < now - DELIVERY_LEASE_SECONDS => {
+                    DeliveryStart::Retry
+                }
+                Some(_) => return DeliveryStart::InFlight,
+            };
+            state.deliveries.insert(
+                id.to_string(),
+                LedgerEntry {
+                    started_at: now,
+                    end: None,
+                    outcome: None,
+                },
+            );
+            start
+        })
+    }
+
+    async fn end_delivery(
+        &self,
+        id: &str,
+        end: DeliveryEnd,
+        outcome: &str,
+        _now: i64,
+    ) -> Result<(), StoreError> {
+        self.change(|state| {
+            let entry = state
+                .deliveries
+                .entry(id.to_string())
+                .or_insert(LedgerEntry {
+                    started_at: 0,
+                    end: None,
+                    outcome: None,
+                });
+            entry.end = Some(end);
+            entry.outcome = Some(outcome.to_string());
+        })
+    }
+
+    async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError> {
+        self.change(|state| {
+            let contexts = state.statuses.entry(status.sha.clone()).or_default();
+            match contexts.get(&status.context) {
+                Some(stored) if !supersedes(status, stored) => StatusWrite::Stale,
+                _ => {
+                    contexts.insert(status.context.clone(), status.clone());
+                    StatusWrite::Applied
+                }
+            }
+        })
+    }
+
+    async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError> {
+        self.read(|state| {
+            state
+                .statuses
+                .get(sha)
+                .map(|contexts| contexts.values().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError> {
+        self.change(|state| match state.verdicts.get(&record.verdict.sha) {
+            Some(existing) => VerdictClaim::Taken(existing.clone()),
+            None => {
+                state
+                    .verdicts
+                    .insert(record.verdict.sha.clone(), record.clone());
+                VerdictClaim::Claimed
+            }
+        })
+    }
+
+    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
+        self.change(|state| {
+            if let Some(record) = state.verdicts.get_mut(sha) {
+                record.notified_at = Some(now);
+            }
+        })
+    }
+
+    async fn mark_deployed(
+        &self,
+        sha: &str,
+        _delivery_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.deployed.insert(sha.to_string(), now);
+        })
+    }
+
+    async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError> {
+        self.read(|state| state.deployed.contains_key(sha))
+    }
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.change(|state| {
+            state
+                .connections
+                .insert(connection.id.clone(), connection.clone());
+        })
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.connections.remove(id);
+        })
+    }
+
+    async fn set_subscription(
+        &self,
+        id: &str,
+        identifier: &str,
+        subscribed: bool,
+    ) -> Result<bool, StoreError> {
+        self.change(|state| match state.connections.get_mut(id) {
+            None => false,
+            Some(connection) => {
+                if subscribed {
+                    connection.subscriptions.insert(identifier.to_string());
+                } else {
+                    connection.subscriptions.remove(identifier);
+                }
+                true
+            }
+        })
+    }
+
+    async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError> {
+        self.read(|state| {
+            state
+                .connections
+                .values()
+                .filter(|c| c.expires_at > now)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError> {
+        self.change(|state| {
+            if state.client_keys.contains_key(&key.name) {
+                return false;
+            }
+            state.client_keys.insert(key.name.clone(), key.clone());
+            true
+        })
+    }
+
+    async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError> {
+        self.read(|state| {
+            state
+                .client_keys
+                .values()
+                .find(|k| k.key_hash == key_hash)
+                .cloned()
+        })
+    }
+
+    async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError> {
+        self.read(|state| state.client_keys.values().cloned().collect())
+    }
+
+    async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError> {
+        self.change(|state| state.client_keys.remove(name).is_some())
+    }
+}

@@ -1,0 +1,197 @@
+//! Storage: one interface, two implementations. `dynamodb` for AWS (and moto in tests),
+//! `embedded` for running everything in one process. The same contract tests run
+//! against both (see `tests/store_contract.rs`).
+
+pub mod dynamodb;
+pub mod embedded;
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// How long each kind of item is kept, in seconds. DynamoDB deletes expired items lazily,
+/// so every read filters on `expires_at` as well.
+pub mod ttl {
+    const DAY: i64 = 24 * 60 * 60;
+    /// GitHub lets a delivery be redelivered for three days; keep the ledger a little longer.
+    pub const DELIVERY: i64 = 7 * DAY;
+    pub const STATUS: i64 = 90 * DAY;
+    pub const VERDICT: i64 = 365 * DAY;
+    pub const DEPLOY: i64 = 365 * DAY;
+    /// API Gateway closes a WebSocket after 2 h; a row outliving that by 10 min is a ghost.
+    pub const CONNECTION: i64 = 2 * 60 * 60 + 10 * 60;
+}
+
+/// A delivery marked as in progress longer than this is taken to have crashed and may be
+/// handled again. Lambda's timeout for the webhook functions is far below it.
+pub const DELIVERY_LEASE_SECONDS: i64 = 120;
+
+/// A verdict claimed but not sent for this long may be sent by another delivery.
+pub const VERDICT_LEASE_SECONDS: i64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store did not answer or refused for a reason a retry may fix.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// An item is there but cannot be read back.
+    #[error("stored item is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What the ledger says when a delivery starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStart {
+    /// Never seen: go ahead.
+    Fresh,
+    /// Seen before and failed (or crashed): go ahead again.
+    Retry,
+    /// Fully handled before: do nothing. Carries the outcome recorded then.
+    AlreadyHandled { outcome: String },
+    /// Another invocation holds it right now.
+    InFlight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryEnd {
+    Handled,
+    Failed,
+}
+
+/// One commit status as last reported for a (sha, context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub sha: String,
+    pub context: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+    pub sender: Option<String>,
+    /// GitHub's `updated_at`, Unix seconds.
+    pub updated_at: i64,
+    /// GitHub's status id; breaks ties between updates within the same second.
+    pub status_id: u64,
+    pub delivery_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusWrite {
+    Applied,
+    /// A newer update for the same (sha, context) is already stored; nothing changed.
+    Stale,
+}
+
+/// What CI says about a commit, as sent to Smokey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub sha: String,
+    /// `success`, `failure` or `error`.
+    pub state: String,
+    pub ci_url: Option<String>,
+    pub commit_message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub verdict: Verdict,
+    /// The delivery that decided it and is responsible for sending it.
+    pub delivery_id: String,
+    pub claimed_at: i64,
+    pub notified_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerdictClaim {
+    /// This call decided the commit.
+    Claimed,
+    /// The commit was decided before; here is how.
+    Taken(VerdictRecord),
+}
+
+/// A WebSocket connection and the ActionCable identifiers it subscribed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub connected_at: i64,
+    pub source_ip: Option<String>,
+    pub subscriptions: BTreeSet<String>,
+    pub expires_at: i64,
+}
+
+impl Connection {
+    pub fn new(id: impl Into<String>, source_ip: Option<String>, now: i64) -> Self {
+        Self {
+            id: id.into(),
+            connected_at: now,
+            source_ip,
+            subscriptions: BTreeSet::new(),
+            expires_at: now + ttl::CONNECTION,
+        }
+    }
+}
+
+/// A client key as stored: only its hash (see `keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub name: String,
+    pub key_hash: String,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Marks a delivery as in progress unless it was handled or is being handled.
+    async fn begin_delivery(
+        &self,
+        id: &str,
+        route: &str,
+        now: i64,
+    ) -> Result<DeliveryStart, StoreError>;
+    async fn end_delivery(
+        &self,
+        id: &str,
+        end: DeliveryEnd,
+        outcome: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a status unless a newer one for the same (sha, context) is there.
+    async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError>;
+    /// The latest status of every context of a commit.
+    async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError>;
+    /// Records the verdict for a commit if it has none (a conditional write).
+    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
+    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Notes that the relay itself moved the deploy branch to `sha`.
+    async fn mark_deployed(&self, sha: &str, delivery_id: &str, now: i64)
+    -> Result<(), StoreError>;
+    async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
+    /// Adds or removes one subscription; false when the connection is unknown.
+    async fn set_subscription(
+        &self,
+        id: &str,
+        identifier: &str,
+        subscribed: bool,
+    ) -> Result<bool, StoreError>;
+    /// Every connection that has not expired.
+    async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError>;
+
+    /// Adds a key; false when a key of that name exists.
+    async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError>;
+    async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError>;
+    async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError>;
+    /// Removes a key by name; false when there was none.
+    async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// Whether `new` may replace `old` for the same (sha, context): it is not older. An equal
+/// one replaces, so that recording the same status twice is harmless.
+pub fn supersedes(new: &StatusRecord, old: &StatusRecord) -> bool {
+    (new.updated_at, new.status_id) >= (old.updated_at, old.status_id)
+}

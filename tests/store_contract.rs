@@ -1,0 +1,316 @@
+//! The storage contract: every test runs against the embedded store and against DynamoDB
+//! on moto, so the two implementations cannot drift apart.
+
+use std::sync::Arc;
+
+use build_relay::store::*;
+use integration_tests::{Backend, on_both_stores, store};
+
+const NOW: i64 = 1_700_000_000;
+
+fn status(context: &str, state: &str, updated_at: i64, status_id: u64) -> StatusRecord {
+    StatusRecord {
+        sha: "c0ffee".repeat(6) + "cafe",
+        context: context.into(),
+        state: state.into(),
+        target_url: Some("https://circleci.com/gh/x/1".into()),
+        description: None,
+        sender: Some("circleci".into()),
+        updated_at,
+        status_id,
+        delivery_id: format!("d-{status_id}"),
+    }
+}
+
+fn verdict_record(delivery: &str) -> VerdictRecord {
+    VerdictRecord {
+        verdict: Verdict {
+            sha: "c0ffee".repeat(6) + "cafe",
+            state: "success".into(),
+            ci_url: None,
+            commit_message: "Merge --autopull".into(),
+        },
+        delivery_id: delivery.into(),
+        claimed_at: NOW,
+        notified_at: None,
+    }
+}
+
+async fn ledger_runs_a_delivery_once(backend: Backend) {
+    let store = store(backend).await;
+    assert_eq!(
+        store
+            .begin_delivery("d1", "status_hook", NOW)
+            .await
+            .unwrap(),
+        DeliveryStart::Fresh
+    );
+    assert_eq!(
+        store
+            .begin_delivery("d1", "status_hook", NOW + 1)
+            .await
+            .unwrap(),
+        DeliveryStart::InFlight
+    );
+    store
+        .end_delivery("d1", DeliveryEnd::Handled, "Sent success", NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .begin_delivery("d1", "status_hook", NOW + 3)
+            .await
+            .unwrap(),
+        DeliveryStart::AlreadyHandled {
+            outcome: "Sent success".into()
+        }
+    );
+}
+
+async fn ledger_lets_failed_and_stale_deliveries_through(backend: Backend) {
+    let store = store(backend).await;
+    store.begin_delivery("failed", "r", NOW).await.unwrap();
+    store
+        .end_delivery("failed", DeliveryEnd::Failed, "GitHub down", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin_delivery("failed", "r", NOW + 1).await.unwrap(),
+        DeliveryStart::Retry
+    );
+
+    store.begin_delivery("crashed", "r", NOW).await.unwrap();
+    let later = NOW + DELIVERY_LEASE_SECONDS + 1;
+    assert_eq!(
+        store.begin_delivery("crashed", "r", later).await.unwrap(),
+        DeliveryStart::Retry
+    );
+    assert_eq!(
+        store.begin_delivery("crashed", "r", later).await.unwrap(),
+        DeliveryStart::InFlight
+    );
+}
+
+async fn concurrent_begins_admit_exactly_one(backend: Backend) {
+    let store = store(backend).await;
+    let attempts = (0..8).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.begin_delivery("race", "r", NOW).await.unwrap() })
+    });
+    let starts = futures_util::future::join_all(attempts).await;
+    let fresh = starts
+        .iter()
+        .filter(|s| matches!(s.as_ref().unwrap(), DeliveryStart::Fresh))
+        .count();
+    assert_eq!(fresh, 1, "{starts:?}");
+}
+
+async fn statuses_keep_the_newest_per_context(backend: Backend) {
+    let store = store(backend).await;
+    let newer = status("ci", "success", NOW + 10, 2);
+    let older = status("ci", "pending", NOW, 1);
+    assert_eq!(
+        store.record_status(&newer).await.unwrap(),
+        StatusWrite::Applied
+    );
+    assert_eq!(
+        store.record_status(&older).await.unwrap(),
+        StatusWrite::Stale
+    );
+    // Same second: the higher status id wins; the same status again is harmless.
+    assert_eq!(
+        store
+            .record_status(&status("ci", "failure", NOW + 10, 1))
+            .await
+            .unwrap(),
+        StatusWrite::Stale
+    );
+    assert_eq!(
+        store.record_status(&newer).await.unwrap(),
+        StatusWrite::Applied
+    );
+    store
+        .record_status(&status("lint", "failure", NOW, 3))
+        .await
+        .unwrap();
+
+    let mut latest = store.latest_statuses(&newer.sha).await.unwrap();
+    latest.sort_by(|a, b| a.context.cmp(&b.context));
+    assert_eq!(
+        latest,
+        vec![newer.clone(), status("lint", "failure", NOW, 3)]
+    );
+    assert!(store.latest_statuses("unknown").await.unwrap().is_empty());
+}
+
+async fn statuses_keep_every_field(backend: Backend) {
+    let store = store(backend).await;
+    let full = StatusRecord {
+        description: Some("Your tests passed on CircleCI!".into()),
+        ..status("ci/circleci", "success", NOW, 7)
+    };
+    let bare = StatusRecord {
+        target_url: None,
+        sender: None,
+        ..status("bare", "error", NOW, 8)
+    };
+    store.record_status(&full).await.unwrap();
+    store.record_status(&bare).await.unwrap();
+    let latest = store.latest_statuses(&full.sha).await.unwrap();
+    assert!(
+        latest.contains(&full) && latest.contains(&bare),
+        "{latest:?}"
+    );
+}
+
+async fn a_verdict_is_claimed_once(backend: Backend) {
+    let store = store(backend).await;
+    let first = verdict_record("d1");
+    assert_eq!(
+        store.claim_verdict(&first).await.unwrap(),
+        VerdictClaim::Claimed
+    );
+    let VerdictClaim::Taken(existing) = store.claim_verdict(&verdict_record("d2")).await.unwrap()
+    else {
+        panic!("second claim must see the first");
+    };
+    assert_eq!(existing, first);
+    store
+        .mark_verdict_notified(&first.verdict.sha, NOW + 5)
+        .await
+        .unwrap();
+    let VerdictClaim::Taken(existing) = store.claim_verdict(&verdict_record("d3")).await.unwrap()
+    else {
+        panic!("still taken");
+    };
+    assert_eq!(existing.notified_at, Some(NOW + 5));
+}
+
+async fn concurrent_claims_have_one_winner(backend: Backend) {
+    let store = store(backend).await;
+    let claims = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .claim_verdict(&verdict_record(&format!("d{i}")))
+                .await
+                .unwrap()
+        })
+    });
+    let results = futures_util::future::join_all(claims).await;
+    let won = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), VerdictClaim::Claimed))
+        .count();
+    assert_eq!(won, 1);
+}
+
+async fn deploy_marks_are_remembered(backend: Backend) {
+    let store = store(backend).await;
+    assert!(!store.is_deployed("abc").await.unwrap());
+    store.mark_deployed("abc", "d1", NOW).await.unwrap();
+    assert!(store.is_deployed("abc").await.unwrap());
+}
+
+async fn connections_subscribe_and_expire(backend: Backend) {
+    let store = store(backend).await;
+    store
+        .put_connection(&Connection::new("A=", Some("192.0.2.1".into()), NOW))
+        .await
+        .unwrap();
+    store
+        .put_connection(&Connection::new("B=", None, NOW - ttl::CONNECTION - 1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_subscription("A=", "{\"channel\":\"X\"}", true)
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_subscription("ghost", "{}", true).await.unwrap());
+
+    let live = store.connections(NOW).await.unwrap();
+    assert_eq!(live.len(), 1, "the expired row is filtered: {live:?}");
+    assert_eq!(live[0].source_ip.as_deref(), Some("192.0.2.1"));
+    assert!(live[0].subscriptions.contains("{\"channel\":\"X\"}"));
+
+    assert!(
+        store
+            .set_subscription("A=", "{\"channel\":\"X\"}", false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.connections(NOW).await.unwrap()[0]
+            .subscriptions
+            .is_empty()
+    );
+    store.delete_connection("A=").await.unwrap();
+    store.delete_connection("never-there").await.unwrap();
+    assert!(store.connections(NOW).await.unwrap().is_empty());
+}
+
+async fn client_keys_are_named_hashes(backend: Backend) {
+    let store = store(backend).await;
+    let key = ClientKey {
+        name: "smokey-1".into(),
+        key_hash: "ab".repeat(32),
+        created_at: NOW,
+    };
+    assert!(store.add_client_key(&key).await.unwrap());
+    assert!(
+        !store
+            .add_client_key(&ClientKey {
+                key_hash: "cd".repeat(32),
+                ..key.clone()
+            })
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.client_key_by_hash(&"ab".repeat(32)).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.client_key_by_hash(&"cd".repeat(32)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.client_keys().await.unwrap(), vec![key]);
+    assert!(store.revoke_client_key("smokey-1").await.unwrap());
+    assert!(!store.revoke_client_key("smokey-1").await.unwrap());
+    assert!(store.client_keys().await.unwrap().is_empty());
+}
+
+on_both_stores!(
+    ledger_runs_a_delivery_once,
+    ledger_lets_failed_and_stale_deliveries_through,
+    concurrent_begins_admit_exactly_one,
+    statuses_keep_the_newest_per_context,
+    statuses_keep_every_field,
+    a_verdict_is_claimed_once,
+    concurrent_claims_have_one_winner,
+    deploy_marks_are_remembered,
+    connections_subscribe_and_expire,
+    client_keys_are_named_hashes,
+);
+
+#[tokio::test]
+async fn the_embedded_store_survives_a_restart_when_kept_in_a_file() {
+    let dir = std::env::temp_dir().join(format!("relay-embedded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    let _ = std::fs::remove_file(&file);
+    {
+        let store = build_relay::store::embedded::EmbeddedStore::open(&file).unwrap();
+        store.mark_deployed("abc", "d", NOW).await.unwrap();
+    }
+    let reopened = build_relay::store::embedded::EmbeddedStore::open(&file).unwrap();
+    assert!(reopened.is_deployed("abc").await.unwrap());
+    std::fs::write(&file, b"{not json").unwrap();
+    assert!(matches!(
+        build_relay::store::embedded::EmbeddedStore::open(&file),
+        Err(StoreError::Corrupt(_))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

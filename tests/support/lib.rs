@@ -1,0 +1,227 @@
+//! What the integration tests share: stores on real servers, failure injection, signing,
+//! and the fixtures beside the checkout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use build_relay::config::Tables;
+use build_relay::intake;
+use build_relay::notify::{Notifier, NotifyError, Reach, SmokeyMessage};
+use build_relay::store::dynamodb::{DynamoStore, create_tables};
+use build_relay::store::embedded::EmbeddedStore;
+use build_relay::store::*;
+use http::HeaderMap;
+
+/// Set by `scripts/test.sh` to the moto server it started.
+pub const DYNAMODB_ENDPOINT_VAR: &str = "RELAY_TEST_DYNAMODB_ENDPOINT";
+
+/// The DynamoDB-compatible server the tests use. Fails, never skips, when there is none.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var(DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{DYNAMODB_ENDPOINT_VAR} is not set: these tests need a DynamoDB-compatible server. \
+             Run them with scripts/test.sh, which installs and starts moto_server, or start \
+             `moto_server -p PORT` yourself and export {DYNAMODB_ENDPOINT_VAR}=http://127.0.0.1:PORT"
+        )
+    })
+}
+
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Table names no other test uses.
+pub fn fresh_tables() -> Tables {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}-{}-{n}", std::process::id(), build_relay::clock::now());
+    Tables {
+        main: format!("relay-{id}"),
+        connections: format!("relay-connections-{id}"),
+    }
+}
+
+/// A DynamoDB store on moto with tables of its own.
+pub async fn moto_store() -> DynamoStore {
+    let client = dynamodb_client(&dynamodb_endpoint());
+    let tables = fresh_tables();
+    create_tables(&client, &tables).await.unwrap_or_else(|e| {
+        panic!(
+            "could not create tables on moto at {}: {e}",
+            dynamodb_endpoint()
+        )
+    });
+    DynamoStore::new(client, tables)
+}
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Embedded,
+    Moto,
+}
+
+pub async fn store(backend: Backend) -> Arc<dyn Store> {
+    match backend {
+        Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
+        Backend::Moto => Arc::new(moto_store().await),
+    }
+}
+
+/// Runs each listed async test body once per backend: `mod embedded` and `mod moto`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Embedded).await
+                }
+            )*
+        }
+        mod moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Moto).await
+                }
+            )*
+        }
+    };
+}
+
+/// A store that can be switched off: every call then fails as DynamoDB does when down.
+pub struct SwitchableStore {
+    inner: Arc<dyn Store>,
+    down: AtomicBool,
+}
+
+impl SwitchableStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            down: AtomicBool::new(false),
+        }
+    }
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+    fn check(&self) -> Result<(), StoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(StoreError::Unavailable("injected outage".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+/// `Store` for `SwitchableStore`: each method checks the switch, then asks the inner store.
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for SwitchableStore {
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                self.check()?;
+                self.inner.$name($($arg),*).await
+            })*
+        }
+    };
+}
+
+delegate! {
+        begin_delivery(id: &str, route: &str, now: i64) -> DeliveryStart;
+        end_delivery(id: &str, end: DeliveryEnd, outcome: &str, now: i64) -> ();
+        record_status(status: &StatusRecord) -> StatusWrite;
+        latest_statuses(sha: &str) -> Vec<StatusRecord>;
+        claim_verdict(record: &VerdictRecord) -> VerdictClaim;
+        mark_verdict_notified(sha: &str, now: i64) -> ();
+        mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
+        is_deployed(sha: &str) -> bool;
+        put_connection(connection: &Connection) -> ();
+        delete_connection(id: &str) -> ();
+        set_subscription(id: &str, identifier: &str, subscribed: bool) -> bool;
+        connections(now: i64) -> Vec<Connection>;
+        add_client_key(key: &ClientKey) -> bool;
+        client_key_by_hash(key_hash: &str) -> Option<ClientKey>;
+        client_keys() -> Vec<ClientKey>;
+    revoke_client_key(name: &str) -> bool;
+}
+
+/// A notifier that records what it is given and fails while told to.
+#[derive(Default)]
+pub struct FlakyNotifier {
+    pub failing: AtomicBool,
+    messages: std::sync::Mutex<Vec<SmokeyMessage>>,
+}
+
+impl FlakyNotifier {
+    pub fn messages(&self) -> Vec<SmokeyMessage> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Notifier for FlakyNotifier {
+    async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(NotifyError::Incomplete {
+                failed: 1,
+                attempted: 1,
+                last_error: "injected failure".into(),
+            });
+        }
+        self.messages.lock().unwrap().push(message.clone());
+        Ok(Reach { sent: 1, gone: 0 })
+    }
+}
+
+pub const TEST_SECRET: &str = "build-relay test secret";
+
+/// The headers GitHub sends with a delivery, signed with `secret`.
+pub fn github_headers(event: &str, delivery: &str, body: &[u8], secret: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers.insert(intake::EVENT_HEADER, event.parse().unwrap());
+    headers.insert(intake::DELIVERY_HEADER, delivery.parse().unwrap());
+    headers.insert(
+        intake::SIGNATURE_HEADER,
+        intake::sign(secret.as_bytes(), body).parse().unwrap(),
+    );
+    headers
+}
+
+/// `../shared/fixtures` beside the checkout (override with `RELAY_FIXTURES`).
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("RELAY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    assert!(
+        dir.is_dir(),
+        "fixtures not found at {}: the handbook folder shared/ must sit beside the checkout, \
+         or RELAY_FIXTURES must name its fixtures folder",
+        dir.display()
+    );
+    dir
+}
+
+/// Every `.json` file under `fixtures/github/<event>/`, sorted.
+pub fn webhook_fixtures(event: &str) -> Vec<PathBuf> {
+    let dir = fixtures_dir().join("github").join(event);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
