@@ -1,1 +1,209 @@
-fn main() {}
+//! relay-local: run build-relay on one machine, or manage its client keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use build_relay::config::{self, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets};
+use build_relay::store::Store;
+use build_relay::store::dynamodb::{DynamoStore, create_tables};
+use build_relay::store::embedded::EmbeddedStore;
+use build_relay::{keys, logging, setup};
+use clap::{Args, Parser, Subcommand};
+use relay_local::{Gateway, GatewayOptions};
+
+/// build-relay on one machine: GitHub webhooks in, ActionCable frames out to SmokeDetector,
+/// with the same handler code as the Lambda functions. No AWS account, no Docker.
+#[derive(Parser)]
+#[command(name = "relay-local", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the webhook routes, the WebSocket endpoint (/cable) and @connections.
+    ///
+    /// Settings come from the environment as on Lambda (GITHUB_REPOSITORY, DEPLOY_BRANCH,
+    /// REQUIRED_CONTEXTS, PING_INTERVAL_SECONDS, ...). Logs are JSON lines on stdout.
+    Serve(ServeArgs),
+    /// Start a gateway, subscribe a client as SmokeDetector does, replay signed deliveries,
+    /// and print what the client receives. Needs nothing set up.
+    Demo {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Add, list and revoke the client keys Smokey instances subscribe with.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// The secret GitHub signs deliveries with (as configured on the webhook).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// The previous secret, still accepted while a rotation is under way.
+    #[arg(long, env = "WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
+    webhook_secret_previous: Option<String>,
+    /// Client keys to accept, as name:key,name:key (in addition to stored ones).
+    #[arg(
+        long,
+        env = "RELAY_CLIENT_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    client_keys: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Keep the embedded store in this JSON file (default: in memory only).
+    #[arg(long, global = true, conflicts_with = "dynamodb")]
+    state: Option<PathBuf>,
+    /// Use DynamoDB (TABLE_NAME, CONNECTIONS_TABLE and the AWS SDK's usual settings).
+    /// Implied when AWS_ENDPOINT_URL_DYNAMODB is set.
+    #[arg(long, global = true)]
+    dynamodb: bool,
+    /// With DynamoDB: create the tables first if they do not exist (for local servers).
+    #[arg(long, global = true, requires = "dynamodb")]
+    create_tables: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key for NAME and print it once; only its hash is stored.
+    Add { name: String },
+    /// List key names and when they were created.
+    List,
+    /// Remove the key called NAME.
+    Revoke { name: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo { listen } => relay_local::demo::run(listen).await,
+        Command::Keys { action, store } => manage_keys(action, store).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("relay-local: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    logging::init();
+    let relay = RelayConfig::from_source(&ProcessEnv).map_err(|e| e.to_string())?;
+    let ping_interval = config::ping_interval(&ProcessEnv).map_err(|e| e.to_string())?;
+    let client_keys = args
+        .client_keys
+        .iter()
+        .map(|pair| match pair.split_once(':') {
+            Some((name, key)) => Ok((name.trim().to_string(), key.trim().to_string())),
+            None => Err("RELAY_CLIENT_KEYS takes name:key pairs separated by commas".to_string()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = open_store(&args.store).await?;
+    let running = Gateway::start(GatewayOptions {
+        listen: args.listen,
+        store,
+        relay,
+        secrets: WebhookSecrets {
+            current: Secret::new(args.webhook_secret),
+            previous: args.webhook_secret_previous.map(Secret::new),
+        },
+        ping_interval,
+        client_keys,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "relay-local: webhooks at {}/github/..., Smokey's metasmoke_ws_host = {}",
+        running.url(),
+        running.cable_url()
+    );
+    running.until_interrupted().await.map_err(|e| e.to_string())
+}
+
+async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
+    let dynamodb = args.dynamodb || std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
+    if !dynamodb {
+        return Ok(match &args.state {
+            Some(file) => Arc::new(EmbeddedStore::open(file).map_err(|e| e.to_string())?),
+            None => Arc::new(EmbeddedStore::in_memory()),
+        });
+    }
+    let tables = Tables::from_source(&ProcessEnv).map_err(|e| e.to_string())?;
+    let client = aws_sdk_dynamodb::Client::new(&setup::sdk_config().await);
+    if args.create_tables {
+        create_tables(&client, &tables)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(DynamoStore::new(client, tables)))
+}
+
+async fn manage_keys(action: KeysAction, args: StoreArgs) -> Result<(), String> {
+    let persistent = args.state.is_some()
+        || args.dynamodb
+        || std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
+    if !persistent {
+        return Err(
+            "keys needs --state FILE (the embedded store relay-local serve --state uses) \
+                    or --dynamodb: an in-memory store would forget the key at once"
+                .into(),
+        );
+    }
+    let store = open_store(&args).await?;
+    match action {
+        KeysAction::Add { name } => {
+            let key = keys::generate();
+            keys::add(store.as_ref(), &name, &key, build_relay::clock::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("relay-local: added client key {name:?}; it is shown only now:");
+            println!("{key}");
+        }
+        KeysAction::List => {
+            let listed = store.client_keys().await.map_err(|e| e.to_string())?;
+            if listed.is_empty() {
+                eprintln!("relay-local: no client keys");
+            }
+            for key in listed {
+                let created = chrono::DateTime::from_timestamp(key.created_at, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                println!("{}\t{created}", key.name);
+            }
+        }
+        KeysAction::Revoke { name } => {
+            if !store
+                .revoke_client_key(&name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no client key named {name:?}"));
+            }
+            eprintln!("relay-local: revoked client key {name:?}");
+        }
+    }
+    Ok(())
+}

@@ -225,3 +225,48 @@ pub fn webhook_fixtures(event: &str) -> Vec<PathBuf> {
     assert!(!files.is_empty(), "no fixtures in {}", dir.display());
     files
 }
+
+/// A file from the repository's `events/` folder, parsed.
+pub fn event<T: serde::de::DeserializeOwned>(path: &str) -> T {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// An `@connections` stand-in that records posts; ids can be marked gone (410) or failing.
+#[derive(Default)]
+pub struct RecordingApi {
+    posts: std::sync::Mutex<Vec<(String, String)>>,
+    pub gone: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub failing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RecordingApi {
+    pub fn posts(&self) -> Vec<(String, String)> {
+        self.posts.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl build_relay::broadcast::ConnectionsApi for RecordingApi {
+    async fn post(
+        &self,
+        connection_id: &str,
+        frame: &str,
+    ) -> Result<(), build_relay::broadcast::PostError> {
+        use build_relay::broadcast::PostError;
+        if self.gone.lock().unwrap().contains(connection_id) {
+            return Err(PostError::Gone);
+        }
+        if self.failing.lock().unwrap().contains(connection_id) {
+            return Err(PostError::Failed("injected failure".into()));
+        }
+        self.posts
+            .lock()
+            .unwrap()
+            .push((connection_id.to_string(), frame.to_string()));
+        Ok(())
+    }
+}

@@ -1,0 +1,404 @@
+//! The local gateway through real sockets: clients subscribe over WebSocket as Smokey does,
+//! webhooks arrive over HTTP, and frames travel through the gateway's own @connections API
+//! via the AWS SDK client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use build_relay::broadcast::{ConnectionsApi, ManagementApi, PostError};
+use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
+use build_relay::store::embedded::EmbeddedStore;
+use build_relay::store::{Connection, Store};
+use build_relay::{cable, clock};
+use futures_util::{SinkExt, StreamExt};
+use integration_tests::*;
+use relay_local::{Gateway, GatewayOptions, Running};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const KEY_A: &str = "key-for-smokey-a-0123456789";
+const KEY_B: &str = "key-for-smokey-b-0123456789";
+const SHA: &str = "9049f1265b7d61be4a8904a9a27120d2064dab3b";
+
+async fn gateway_with(store: Arc<dyn Store>, ping_interval: Duration) -> Running {
+    Gateway::start(GatewayOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store,
+        relay: RelayConfig::default(),
+        secrets: WebhookSecrets {
+            current: Secret::new(TEST_SECRET),
+            previous: None,
+        },
+        ping_interval,
+        client_keys: vec![
+            ("smokey-a".into(), KEY_A.into()),
+            ("smokey-b".into(), KEY_B.into()),
+        ],
+    })
+    .await
+    .unwrap()
+}
+
+/// A gateway whose pings stay out of the way of the frames a test looks for.
+async fn gateway() -> Running {
+    gateway_with(
+        Arc::new(EmbeddedStore::in_memory()),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+async fn connect(gateway: &Running) -> Client {
+    tokio_tungstenite::connect_async(gateway.cable_url())
+        .await
+        .unwrap()
+        .0
+}
+
+fn identifier(channel: &str, key: &str) -> String {
+    json!({ "channel": channel, "key": key }).to_string()
+}
+
+/// Sends Smokey's subscribe frame and returns the reply frame.
+async fn subscribe(client: &mut Client, identifier: &str) -> String {
+    let frame = json!({ "command": "subscribe", "identifier": identifier }).to_string();
+    client.send(Message::text(frame)).await.unwrap();
+    next_frame(client, Duration::from_secs(5))
+        .await
+        .expect("a reply to subscribe")
+}
+
+/// The next frame that is not a ping, if one comes within `wait`.
+async fn next_frame(client: &mut Client, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, client.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] != "ping" {
+                    return Some(text.to_string());
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Waits until the store shows `count` subscribed connections (unsubscribe has no reply).
+async fn wait_for_subscribers(gateway: &Running, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let connections = gateway.store.connections(clock::now()).await.unwrap();
+        if connections
+            .iter()
+            .filter(|c| !c.subscriptions.is_empty())
+            .count()
+            == count
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} subscribers: {connections:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_status(gateway: &Running, delivery: &str) -> reqwest::Response {
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/samples/status-deploy-success.json"
+    ))
+    .unwrap();
+    let body = serde_json::to_vec(&serde_json::from_str::<Value>(&sample).unwrap()).unwrap();
+    let headers = github_headers("status", delivery, &body, TEST_SECRET);
+    reqwest::Client::new()
+        .post(format!("{}/github/status_hook", gateway.url()))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn expected_commit_status(identifier: &str) -> String {
+    let message = "Merge pull request #1234 from Charcoal-SE/auto-blacklist-1700000000 --autopull\n\nCodertocat: Blacklist example\\.com";
+    format!(
+        r#"{{"identifier":{},"message":{{"commit_status":{{"status":"success","ci_url":"https://circleci.com/gh/Charcoal-SE/SmokeDetector/12345","commit_sha":"{SHA}","commit_message":{}}}}}}}"#,
+        serde_json::to_string(identifier).unwrap(),
+        serde_json::to_string(message).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_known_key_is_confirmed_and_others_are_rejected() {
+    let gateway = gateway().await;
+    let good = identifier(cable::CHANNEL, KEY_A);
+    let mut smokey = connect(&gateway).await;
+    assert_eq!(
+        subscribe(&mut smokey, &good).await,
+        format!(
+            r#"{{"identifier":{},"type":"confirm_subscription"}}"#,
+            serde_json::to_string(&good).unwrap()
+        )
+    );
+
+    let wrong_key = identifier(cable::CHANNEL, "not-a-key-of-ours-000000");
+    let wrong_channel = identifier("ApiChannel", KEY_B);
+    let mut strangers = Vec::new();
+    for id in [&wrong_key, &wrong_channel] {
+        let mut client = connect(&gateway).await;
+        assert_eq!(
+            subscribe(&mut client, id).await,
+            format!(
+                r#"{{"identifier":{},"type":"reject_subscription"}}"#,
+                serde_json::to_string(id).unwrap()
+            )
+        );
+        strangers.push(client);
+    }
+
+    assert!(post_status(&gateway, "d1").await.status().is_success());
+    assert_eq!(
+        next_frame(&mut smokey, Duration::from_secs(5)).await,
+        Some(expected_commit_status(&good))
+    );
+    for client in &mut strangers {
+        assert_eq!(
+            next_frame(client, Duration::from_millis(500)).await,
+            None,
+            "rejected clients get no broadcasts"
+        );
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_status_webhook_reaches_every_subscriber_with_its_own_identifier() {
+    let gateway = gateway().await;
+    let (id_a, id_b) = (
+        identifier(cable::CHANNEL, KEY_A),
+        identifier(cable::CHANNEL, KEY_B),
+    );
+    let mut a = connect(&gateway).await;
+    let mut b = connect(&gateway).await;
+    let mut quiet = connect(&gateway).await;
+    let mut left = connect(&gateway).await;
+    subscribe(&mut a, &id_a).await;
+    subscribe(&mut b, &id_b).await;
+    subscribe(&mut left, &id_a).await;
+    let unsubscribe = json!({ "command": "unsubscribe", "identifier": id_a }).to_string();
+    left.send(Message::text(unsubscribe)).await.unwrap();
+    wait_for_subscribers(&gateway, 2).await;
+
+    let response = post_status(&gateway, "d1").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("to 2 connection(s)")
+    );
+
+    assert_eq!(
+        next_frame(&mut a, Duration::from_secs(5)).await,
+        Some(expected_commit_status(&id_a))
+    );
+    assert_eq!(
+        next_frame(&mut b, Duration::from_secs(5)).await,
+        Some(expected_commit_status(&id_b))
+    );
+    assert_eq!(
+        next_frame(&mut quiet, Duration::from_millis(500)).await,
+        None
+    );
+    assert_eq!(
+        next_frame(&mut left, Duration::from_millis(200)).await,
+        None
+    );
+
+    // A redelivery is answered but sends nothing again.
+    let again = post_status(&gateway, "d1").await;
+    assert!(again.text().await.unwrap().contains("handled already"));
+    assert_eq!(next_frame(&mut a, Duration::from_millis(500)).await, None);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn pings_alone_keep_a_ten_second_timeout_client_connected_for_thirty_seconds() {
+    let gateway = gateway_with(Arc::new(EmbeddedStore::in_memory()), Duration::from_secs(3)).await;
+    let mut smokey = connect(&gateway).await;
+    subscribe(&mut smokey, &identifier(cable::CHANNEL, KEY_A)).await;
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), smokey.next())
+            .await
+            .expect("a frame within Smokey's 10-second timeout")
+            .expect("the socket is open")
+            .expect("a readable frame");
+        let Message::Text(text) = frame else { continue };
+        let ping: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ping["type"], "ping", "{text}");
+        assert!((ping["message"].as_i64().unwrap() - clock::now()).abs() <= 2);
+        pings += 1;
+    }
+    assert!(pings >= 9, "{pings} pings in 30 s");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_runs_on_dynamodb_as_well() {
+    let gateway = gateway_with(Arc::new(moto_store().await), Duration::from_secs(60)).await;
+    let id_a = identifier(cable::CHANNEL, KEY_A);
+    let mut a = connect(&gateway).await;
+    assert!(
+        subscribe(&mut a, &id_a)
+            .await
+            .contains("confirm_subscription")
+    );
+    assert_eq!(post_status(&gateway, "d1").await.status(), 200);
+    assert_eq!(
+        next_frame(&mut a, Duration::from_secs(5)).await,
+        Some(expected_commit_status(&id_a))
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_vanished_client_is_removed_on_the_next_broadcast() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let gateway = gateway_with(Arc::clone(&store), Duration::from_secs(60)).await;
+    let id_a = identifier(cable::CHANNEL, KEY_A);
+    let mut a = connect(&gateway).await;
+    subscribe(&mut a, &id_a).await;
+    // A connection whose $disconnect never arrived: its row is there, the socket is not.
+    let mut ghost = Connection::new("GhostConnId0000=", Some("192.0.2.99".into()), clock::now());
+    ghost
+        .subscriptions
+        .insert(identifier(cable::CHANNEL, KEY_B));
+    store.put_connection(&ghost).await.unwrap();
+    // And one that drops its TCP connection without a close frame.
+    let mut dropped = connect(&gateway).await;
+    subscribe(&mut dropped, &identifier(cable::CHANNEL, KEY_B)).await;
+    drop(dropped);
+
+    let response = post_status(&gateway, "d1").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        next_frame(&mut a, Duration::from_secs(5)).await,
+        Some(expected_commit_status(&id_a))
+    );
+    let ids: Vec<String> = store
+        .connections(clock::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids.len(), 1, "only the live client is left: {ids:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn junk_is_ignored_and_an_oversized_frame_closes_the_socket() {
+    let gateway = gateway().await;
+    let mut client = connect(&gateway).await;
+    for junk in ["not json", r#"{"command":"fly","identifier":"{}"}"#, "[]"] {
+        client.send(Message::text(junk)).await.unwrap();
+    }
+    // Still connected and still served.
+    assert!(
+        subscribe(&mut client, &identifier(cable::CHANNEL, KEY_A))
+            .await
+            .contains("confirm_subscription")
+    );
+
+    client
+        .send(Message::text("x".repeat(33 * 1024)))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the gateway closes the socket");
+    assert_eq!(closed, Some(1009));
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_connections_api_answers_as_api_gateway_does() {
+    let gateway = gateway().await;
+    let mut client = connect(&gateway).await;
+    subscribe(&mut client, &identifier(cable::CHANNEL, KEY_A)).await;
+    let id = gateway.store.connections(clock::now()).await.unwrap()[0]
+        .id
+        .clone();
+    let api = ManagementApi::local(&gateway.url());
+
+    api.post(&id, r#"{"type":"ping","message":1}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut client, Duration::from_millis(300)).await,
+        None,
+        "a ping was delivered"
+    );
+    assert_eq!(
+        api.post("UnknownConnId000=", "{}").await,
+        Err(PostError::Gone)
+    );
+
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/@connections/{}",
+        gateway.url(),
+        id.replace('=', "%3D")
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+    );
+    let described: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(described["identity"]["sourceIp"], "127.0.0.1");
+    assert!(described["connectedAt"].is_string() && described["lastActiveAt"].is_string());
+    assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = client.next().await {
+            if let Message::Close(_) = frame {
+                return true;
+            }
+        }
+        true
+    });
+    assert!(closed.await.unwrap());
+    let gone = http.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(gone.status(), 410);
+    assert_eq!(gone.headers()["x-amzn-errortype"], "GoneException");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn routes_not_in_this_build_answer_as_api_gateway_does() {
+    let gateway = gateway().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/github/nope", gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.text().await.unwrap(), r#"{"message":"Not Found"}"#);
+    gateway.stop().await;
+}
