@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use build_relay::broadcast::{ConnectionsApi, ManagementApi, PostError};
 use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
+use build_relay::github::GitHub;
+use build_relay::github::dry_run::DryRun;
+use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::store::embedded::EmbeddedStore;
 use build_relay::store::{Connection, Store};
 use build_relay::{cable, clock};
 use futures_util::{SinkExt, StreamExt};
+use integration_tests::fake_github::{self, FakeGitHub, api_fixture};
 use integration_tests::*;
 use relay_local::{Gateway, GatewayOptions, Running};
 use serde_json::{Value, json};
@@ -23,7 +27,21 @@ const KEY_A: &str = "key-for-smokey-a-0123456789";
 const KEY_B: &str = "key-for-smokey-b-0123456789";
 const SHA: &str = "9049f1265b7d61be4a8904a9a27120d2064dab3b";
 
+/// GitHub for tests that make no GitHub calls: a dry run whose reads go nowhere.
+fn no_github() -> Arc<dyn GitHub> {
+    let nowhere = OctocrabGitHub::new("http://127.0.0.1:9", None, fake_github::REPO).unwrap();
+    Arc::new(DryRun::new(Arc::new(nowhere)))
+}
+
 async fn gateway_with(store: Arc<dyn Store>, ping_interval: Duration) -> Running {
+    gateway_on(store, ping_interval, no_github()).await
+}
+
+async fn gateway_on(
+    store: Arc<dyn Store>,
+    ping_interval: Duration,
+    github: Arc<dyn GitHub>,
+) -> Running {
     Gateway::start(GatewayOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         store,
@@ -37,6 +55,7 @@ async fn gateway_with(store: Arc<dyn Store>, ping_interval: Duration) -> Running
             ("smokey-a".into(), KEY_A.into()),
             ("smokey-b".into(), KEY_B.into()),
         ],
+        github,
     })
     .await
     .unwrap()
@@ -111,15 +130,30 @@ async fn wait_for_subscribers(gateway: &Running, count: usize) {
 }
 
 async fn post_status(gateway: &Running, delivery: &str) -> reqwest::Response {
-    let sample = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../local/samples/status-deploy-success.json"
-    ))
-    .unwrap();
-    let body = serde_json::to_vec(&serde_json::from_str::<Value>(&sample).unwrap()).unwrap();
-    let headers = github_headers("status", delivery, &body, TEST_SECRET);
+    post_sample(
+        gateway,
+        "/github/status_hook",
+        "status",
+        "status-deploy-success.json",
+        delivery,
+    )
+    .await
+}
+
+/// POSTs a signed sample from `local/samples/` to a webhook route.
+async fn post_sample(
+    gateway: &Running,
+    route: &str,
+    event: &str,
+    sample: &str,
+    delivery: &str,
+) -> reqwest::Response {
+    let file = format!("{}/../local/samples/{sample}", env!("CARGO_MANIFEST_DIR"));
+    let payload: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let body = serde_json::to_vec(&payload).unwrap();
+    let headers = github_headers(event, delivery, &body, TEST_SECRET);
     reqwest::Client::new()
-        .post(format!("{}/github/status_hook", gateway.url()))
+        .post(format!("{}{route}", gateway.url()))
         .headers(headers)
         .body(body)
         .send()
@@ -387,6 +421,92 @@ async fn the_connections_api_answers_as_api_gateway_does() {
     let gone = http.post(&url).body("{}").send().await.unwrap();
     assert_eq!(gone.status(), 410);
     assert_eq!(gone.headers()["x-amzn-errortype"], "GoneException");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_and_an_approval_reach_clients_through_the_gateway() {
+    let github = FakeGitHub::start().await;
+    github
+        .answer(
+            "PATCH",
+            "/git/refs/heads/deploy",
+            200,
+            api_fixture("git-update-ref.200.json"),
+        )
+        .await;
+    let pull = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/samples/github-api-pull-1234.json"
+    ))
+    .unwrap();
+    github
+        .answer(
+            "GET",
+            "/pulls/1234",
+            200,
+            serde_json::from_str(&pull).unwrap(),
+        )
+        .await;
+    github
+        .answer(
+            "PUT",
+            "/pulls/1234/merge",
+            200,
+            api_fixture("pulls-merge.200.json"),
+        )
+        .await;
+    github
+        .answer(
+            "DELETE",
+            "/git/refs/heads/auto-blacklist-1700000000",
+            204,
+            Value::Null,
+        )
+        .await;
+    let gateway = gateway_on(
+        Arc::new(EmbeddedStore::in_memory()),
+        Duration::from_secs(60),
+        github.client(),
+    )
+    .await;
+    let id_a = identifier(cable::CHANNEL, KEY_A);
+    let mut a = connect(&gateway).await;
+    subscribe(&mut a, &id_a).await;
+
+    let pushed = post_sample(
+        &gateway,
+        "/github/update_deploy_to_master",
+        "push",
+        "push-master.json",
+        "p1",
+    )
+    .await;
+    assert_eq!(pushed.status(), 200);
+    let frame: Value =
+        serde_json::from_str(&next_frame(&mut a, Duration::from_secs(5)).await.unwrap()).unwrap();
+    assert_eq!(frame["identifier"], json!(id_a));
+    assert_eq!(
+        frame["message"]["deploy_updated"]["after"],
+        "9049f1265b7d61be4a8904a9a27120d2064dab3b"
+    );
+
+    let approved = post_sample(
+        &gateway,
+        "/github/pr_merge",
+        "status",
+        "status-approval.json",
+        "a1",
+    )
+    .await;
+    assert_eq!(approved.status(), 200);
+    let frame: Value =
+        serde_json::from_str(&next_frame(&mut a, Duration::from_secs(5)).await.unwrap()).unwrap();
+    assert_eq!(
+        frame["message"]["message"],
+        "Merged SmokeDetector [#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234)."
+    );
+    assert_eq!(github.requests("PUT", "/pulls/1234/merge").await.len(), 1);
     gateway.stop().await;
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use build_relay::store::*;
+use build_relay::store::{Claim, ClaimRecord, HistoryEntry};
 use integration_tests::{Backend, on_both_stores, store};
 
 const NOW: i64 = 1_700_000_000;
@@ -282,7 +283,82 @@ async fn client_keys_are_named_hashes(backend: Backend) {
     assert!(store.client_keys().await.unwrap().is_empty());
 }
 
+async fn history_is_kept_newest_first(backend: Backend) {
+    let store = store(backend).await;
+    for (at, outcome) in [
+        (NOW, "moved"),
+        (NOW + 2, "diverged"),
+        (NOW + 1, "already-contained"),
+    ] {
+        let entry = HistoryEntry {
+            at,
+            delivery_id: format!("d{at}"),
+            outcome: outcome.into(),
+            detail: serde_json::json!({ "sha": "abc", "commits": ["x", "y"] }),
+        };
+        store.append_history("deploy", &entry).await.unwrap();
+    }
+    let newest = store.history("deploy", 2).await.unwrap();
+    let outcomes: Vec<&str> = newest.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["diverged", "already-contained"]);
+    assert_eq!(newest[0].detail["commits"][1], "y");
+    assert!(store.history("pull/1", 10).await.unwrap().is_empty());
+    // Entries of the same second come back last written first.
+    for outcome in ["first", "second", "third"] {
+        let entry = HistoryEntry {
+            at: NOW + 5,
+            delivery_id: "d".into(),
+            outcome: outcome.into(),
+            detail: serde_json::Value::Null,
+        };
+        store.append_history("same-second", &entry).await.unwrap();
+    }
+    let order: Vec<String> = store
+        .history("same-second", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(order, ["third", "second", "first"]);
+}
+
+async fn a_claim_has_one_holder(backend: Backend) {
+    let store = store(backend).await;
+    let claims = (0..6).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .claim("merge/7@abc", &format!("d{i}"), NOW)
+                .await
+                .unwrap()
+        })
+    });
+    let results = futures_util::future::join_all(claims).await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r.as_ref().unwrap(), Claim::Won))
+            .count(),
+        1
+    );
+    store
+        .update_claim("merge/7@abc", "d9", "merged", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim("merge/7@abc", "d10", NOW + 2).await.unwrap(),
+        Claim::Held(ClaimRecord {
+            owner: "d9".into(),
+            claimed_at: NOW + 1,
+            state: "merged".into()
+        })
+    );
+}
+
 on_both_stores!(
+    history_is_kept_newest_first,
+    a_claim_has_one_holder,
     ledger_runs_a_delivery_once,
     ledger_lets_failed_and_stale_deliveries_through,
     concurrent_begins_admit_exactly_one,

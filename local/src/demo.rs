@@ -1,36 +1,48 @@
 //! `relay-local demo`: the product at work in one command. Starts a gateway with an
 //! in-memory store, connects a client that subscribes exactly as SmokeDetector does, replays
-//! signed GitHub deliveries, and prints every answer and every frame the client received.
+//! signed GitHub deliveries for the whole chain (a blacklist PR opened and approved, the
+//! merge, the push to master, CI passing on the deploy commit), and prints every answer,
+//! every GitHub write the relay would make (a dry run: no token, no network), and every frame
+//! the client received.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
+use build_relay::github::dry_run::DryRun;
 use build_relay::store::embedded::EmbeddedStore;
 use build_relay::{cable, intake, keys};
+use demo_github::DemoGitHub;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::{Gateway, GatewayOptions};
 
-const SAMPLE_STATUS: &str = include_str!("../samples/status-deploy-success.json");
+const STATUS: &str = include_str!("../samples/status-deploy-success.json");
+const PUSH: &str = include_str!("../samples/push-master.json");
+const OPENED: &str = include_str!("../samples/pull-request-opened.json");
+const APPROVAL: &str = include_str!("../samples/status-approval.json");
+const PULL_1234: &str = include_str!("../samples/github-api-pull-1234.json");
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// One step of the demo: a delivery and what it shows.
+/// One delivery of the demo and what it shows.
 struct Step {
     what: &'static str,
+    path: &'static str,
+    event: &'static str,
     delivery: &'static str,
     payload: Value,
-    signed_with: Option<String>,
+    forged: bool,
 }
 
 pub async fn run(listen: SocketAddr) -> Result<(), String> {
     let secret = keys::generate();
     let client_key = keys::generate();
+    let github = Arc::new(DryRun::new(Arc::new(DemoGitHub::new(PULL_1234))));
     let gateway = Gateway::start(GatewayOptions {
         listen,
         store: Arc::new(EmbeddedStore::in_memory()),
@@ -41,20 +53,33 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         },
         ping_interval: Duration::from_secs(3),
         client_keys: vec![("demo-smokey".into(), client_key.clone())],
+        github: github.clone(),
     })
     .await
     .map_err(|e| e.to_string())?;
     println!(
-        "relay-local is up at {} (in-memory store, a fresh webhook secret)",
+        "relay-local is up at {} (in-memory store, a fresh webhook secret, GitHub as a dry run)",
         gateway.url()
     );
-
-    let result = replay(&gateway.url(), &gateway.cable_url(), &secret, &client_key).await;
+    let result = replay(
+        &gateway.url(),
+        &gateway.cable_url(),
+        &secret,
+        &client_key,
+        &github,
+    )
+    .await;
     gateway.stop().await;
     result
 }
 
-async fn replay(url: &str, cable_url: &str, secret: &str, client_key: &str) -> Result<(), String> {
+async fn replay(
+    url: &str,
+    cable_url: &str,
+    secret: &str,
+    client_key: &str,
+    github: &DryRun,
+) -> Result<(), String> {
     let (mut client, _) = tokio_tungstenite::connect_async(cable_url)
         .await
         .map_err(|e| format!("cannot connect to {cable_url}: {e}"))?;
@@ -70,84 +95,127 @@ async fn replay(url: &str, cable_url: &str, secret: &str, client_key: &str) -> R
 
     let http = reqwest::Client::new();
     let mut received = 0;
-    for step in steps(secret) {
+    let mut writes_shown = 0;
+    for step in steps() {
         println!("\n{}", step.what);
         let body = serde_json::to_vec(&step.payload).expect("JSON values serialize");
-        let signature = intake::sign(
-            step.signed_with.as_deref().unwrap_or(secret).as_bytes(),
-            &body,
-        );
+        let key = if step.forged {
+            format!("not {secret}")
+        } else {
+            secret.to_string()
+        };
         let response = http
-            .post(format!("{url}/github/status_hook"))
+            .post(format!("{url}{}", step.path))
             .header("content-type", "application/json")
-            .header(intake::EVENT_HEADER, "status")
+            .header(intake::EVENT_HEADER, step.event)
             .header(intake::DELIVERY_HEADER, step.delivery)
-            .header(intake::SIGNATURE_HEADER, signature)
+            .header(
+                intake::SIGNATURE_HEADER,
+                intake::sign(key.as_bytes(), &body),
+            )
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("POST /github/status_hook failed: {e}"))?;
+            .map_err(|e| format!("POST {} failed: {e}", step.path))?;
         let status = response.status();
         let reason = response.text().await.unwrap_or_default();
         println!(
-            "  GitHub -> POST /github/status_hook (delivery {}): {} {}",
+            "  GitHub -> POST {} ({} {}): {} {}",
+            step.path,
+            step.event,
             step.delivery,
             status.as_u16(),
             reason.trim()
         );
+        for write in github.writes().iter().skip(writes_shown) {
+            println!("  relay -> GitHub (dry run): {write:?}");
+        }
+        writes_shown = github.writes().len();
         received += print_frames(&mut client, client_key).await;
     }
     println!(
-        "\nThe client received {received} message(s): one commit_status, once, for the deploy commit.\n\
-         Point SmokeDetector's metasmoke_ws_host at {cable_url} to use a gateway like this one\n\
-         (relay-local serve; see the README)."
+        "\nThe client received {received} message(s). Point SmokeDetector's metasmoke_ws_host at\n\
+         {cable_url} to use a gateway like this one (relay-local serve; see the README)."
     );
     Ok(())
 }
 
-fn steps(secret: &str) -> Vec<Step> {
-    let sample: Value = serde_json::from_str(SAMPLE_STATUS).expect("the sample is JSON");
+fn sample(text: &str) -> Value {
+    serde_json::from_str(text).expect("the samples are JSON")
+}
+
+fn steps() -> Vec<Step> {
+    let status = sample(STATUS);
     let with = |changes: &[(&str, Value)]| {
-        let mut payload = sample.clone();
+        let mut payload = status.clone();
         for (key, value) in changes {
             payload[*key] = value.clone();
         }
         payload
     };
-    let master_only = json!([{ "name": "master", "commit": { "sha": sample["sha"], "url": "" }, "protected": true }]);
+    let step = |what, path, event, delivery, payload| Step {
+        what,
+        path,
+        event,
+        delivery,
+        payload,
+        forged: false,
+    };
     vec![
-        Step {
-            what: "1. CI starts on the deploy commit (pending): recorded, nothing sent.",
-            delivery: "demo-1",
-            payload: with(&[
+        step(
+            "1. SmokeDetector opens a blacklist pull request: the chat rooms hear of it.",
+            "/github/pull_request_hook",
+            "pull_request",
+            "demo-pr-opened",
+            sample(OPENED),
+        ),
+        step(
+            "2. A reviewer approves it in PullApprove: the relay re-reads the PR and merges it, pinned to the approved commit.",
+            "/github/pr_merge",
+            "status",
+            "demo-approval",
+            sample(APPROVAL),
+        ),
+        step(
+            "3. GitHub reports the push to master: deploy follows, fast-forward only.",
+            "/github/update_deploy_to_master",
+            "push",
+            "demo-push",
+            sample(PUSH),
+        ),
+        step(
+            "4. CI starts on the deploy commit (pending): recorded, nothing sent.",
+            "/github/status_hook",
+            "status",
+            "demo-ci-pending",
+            with(&[
                 ("state", json!("pending")),
                 ("description", json!("Your tests are queued")),
             ]),
-            signed_with: None,
-        },
+        ),
+        step(
+            "5. CI passes on the deploy commit: Smokey is told, and pulls (the merge title has --autopull).",
+            "/github/status_hook",
+            "status",
+            "demo-ci-success",
+            with(&[]),
+        ),
+        step(
+            "6. GitHub redelivers the same delivery: not acted on twice.",
+            "/github/status_hook",
+            "status",
+            "demo-ci-success",
+            with(&[]),
+        ),
         Step {
-            what: "2. A commit that is not on deploy passes CI: recorded, nothing sent.",
-            delivery: "demo-2",
-            payload: with(&[("branches", master_only)]),
-            signed_with: None,
-        },
-        Step {
-            what: "3. CI passes on the deploy commit: Smokey is told (and would pull, given --autopull).",
-            delivery: "demo-3",
-            payload: with(&[]),
-            signed_with: None,
-        },
-        Step {
-            what: "4. GitHub redelivers the same delivery: not acted on twice.",
-            delivery: "demo-3",
-            payload: with(&[]),
-            signed_with: None,
-        },
-        Step {
-            what: "5. Someone without the secret posts a status: refused, nothing recorded.",
-            delivery: "demo-5",
-            payload: with(&[("state", json!("failure"))]),
-            signed_with: Some(format!("not {secret}")),
+            forged: true,
+            ..step(
+                "7. Someone without the secret posts a failing status: refused, nothing recorded.",
+                "/github/status_hook",
+                "status",
+                "demo-forged",
+                with(&[("state", json!("failure"))]),
+            )
         },
     ]
 }
@@ -166,7 +234,7 @@ async fn print_frames(client: &mut Client, client_key: &str) -> usize {
         if value.get("message").is_some() {
             messages += 1;
         }
-        println!("  client <- {}", redact(&text, client_key));
+        println!("  client <- {}", shorten(&redact(&text, client_key)));
     }
     messages
 }
@@ -174,4 +242,74 @@ async fn print_frames(client: &mut Client, client_key: &str) -> usize {
 /// The demo prints frames as they are, except for the client key.
 fn redact(frame: &str, client_key: &str) -> String {
     frame.replace(client_key, "<client key>")
+}
+
+/// Long frames (a whole push payload) are cut for the screen.
+fn shorten(frame: &str) -> String {
+    const SHOWN: usize = 400;
+    match frame.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &frame[..cut], frame.len()),
+        None => frame.to_string(),
+    }
+}
+
+/// GitHub's read side for the demo: the sample blacklist PR, as `GET /pulls/1234` returns it.
+mod demo_github {
+    use async_trait::async_trait;
+    use build_relay::github::api::{Comparison, GitHub, GitHubError, Merged, PullRequest};
+
+    pub struct DemoGitHub {
+        pull: PullRequest,
+    }
+
+    impl DemoGitHub {
+        pub fn new(pull_json: &str) -> Self {
+            Self {
+                pull: serde_json::from_str(pull_json).expect("the sample is a pull request"),
+            }
+        }
+    }
+
+    fn not_in_demo(what: &str) -> GitHubError {
+        GitHubError {
+            status: None,
+            message: format!("the demo's GitHub does not {what}"),
+            retry_after: None,
+        }
+    }
+
+    #[async_trait]
+    impl GitHub for DemoGitHub {
+        async fn fast_forward(&self, _: &str, _: &str) -> Result<(), GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn compare(&self, _: &str, _: &str) -> Result<Comparison, GitHubError> {
+            Err(not_in_demo("compare"))
+        }
+        async fn pull_request(&self, number: u64) -> Result<PullRequest, GitHubError> {
+            match number == self.pull.number {
+                true => Ok(self.pull.clone()),
+                false => Err(not_in_demo("know that pull request")),
+            }
+        }
+        async fn pull_requests_with_commit(
+            &self,
+            sha: &str,
+        ) -> Result<Vec<PullRequest>, GitHubError> {
+            Ok(self
+                .pull
+                .head
+                .sha
+                .eq(sha)
+                .then(|| self.pull.clone())
+                .into_iter()
+                .collect())
+        }
+        async fn merge(&self, _: u64, _: &str, _: &str) -> Result<Merged, GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn delete_branch(&self, _: &str) -> Result<(), GitHubError> {
+            Err(not_in_demo("write"))
+        }
+    }
 }

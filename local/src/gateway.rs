@@ -11,9 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use build_relay::broadcast::{Broadcaster, ManagementApi};
 use build_relay::config::{RelayConfig, WebhookSecrets};
+use build_relay::github::GitHub;
+use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::keepalive::Keepalive;
+use build_relay::handlers::pull_request::{
+    PrMerge, PullRequestHook, PullRequestRoutes, PullRequests,
+};
+use build_relay::handlers::push::PushHook;
 use build_relay::handlers::status::StatusHook;
-use build_relay::handlers::webhook::Webhook;
+use build_relay::handlers::webhook::{Endpoint, Webhook};
 use build_relay::handlers::ws::Sockets;
 use build_relay::intake::MAX_BODY_BYTES;
 use build_relay::keys;
@@ -33,6 +39,8 @@ pub struct GatewayOptions {
     pub ping_interval: Duration,
     /// Client keys to install at start, `(name, key)`; a stored key of the same name is replaced.
     pub client_keys: Vec<(String, String)>,
+    /// GitHub as the push and pull-request routes see it (octocrab, or a dry run).
+    pub github: Arc<dyn GitHub>,
 }
 
 /// What the routes share.
@@ -40,6 +48,8 @@ pub struct App {
     pub peers: Peers,
     pub sockets: Sockets,
     pub status: Webhook<StatusHook>,
+    pub push: Webhook<PushHook>,
+    pub pulls: PullRequestRoutes,
 }
 
 /// A gateway that is serving.
@@ -87,23 +97,51 @@ impl Gateway {
         // The handlers post through the real SDK client, to this very gateway.
         let api = Arc::new(ManagementApi::local(&format!("http://{addr}")));
         let broadcaster = Broadcaster::new(Arc::clone(&store), api.clone());
+        let notifier = Arc::new(broadcaster.clone());
         let status = StatusHook {
+            config: options.relay.clone(),
+            store: Arc::clone(&store),
+            notifier: notifier.clone(),
+        };
+        let push = PushHook {
+            config: options.relay.clone(),
+            store: Arc::clone(&store),
+            notifier: notifier.clone(),
+            github: Arc::clone(&options.github),
+            retry: RetryPolicy::default(),
+        };
+        let pulls = Arc::new(PullRequests {
             config: options.relay,
             store: Arc::clone(&store),
-            notifier: Arc::new(broadcaster.clone()),
-        };
+            notifier,
+            github: options.github,
+            retry: RetryPolicy::default(),
+        });
+        let secrets = options.secrets;
         let app = Arc::new(App {
             peers: Peers::default(),
             sockets: Sockets {
                 store: Arc::clone(&store),
                 api,
             },
-            status: Webhook::new(status, options.secrets, Arc::clone(&store)),
+            status: Webhook::new(status, secrets.clone(), Arc::clone(&store)),
+            push: Webhook::new(push, secrets.clone(), Arc::clone(&store)),
+            pulls: PullRequestRoutes {
+                hook: Webhook::new(
+                    PullRequestHook(Arc::clone(&pulls)),
+                    secrets.clone(),
+                    Arc::clone(&store),
+                ),
+                merge: Webhook::new(PrMerge(pulls), secrets, Arc::clone(&store)),
+            },
         });
 
         let router = Router::new()
             .route("/", get(index))
             .route("/github/status_hook", post(status_hook))
+            .route("/github/update_deploy_to_master", post(push_hook))
+            .route("/github/pull_request_hook", post(pull_requests))
+            .route("/github/pr_merge", post(pull_requests))
             .route("/cable", get(cable_socket::upgrade))
             .route(
                 "/@connections/{id}",
@@ -191,17 +229,52 @@ async fn install_client_keys(
     Ok(())
 }
 
-async fn status_hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    app.status
-        .handle(&headers, body.to_vec())
+async fn serve(
+    endpoint: &dyn Endpoint,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    endpoint
+        .serve(uri.path(), headers, body.to_vec())
         .await
         .into_http()
         .into_response()
 }
 
+async fn status_hook(
+    State(app): State<Arc<App>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&app.status, &uri, &headers, body).await
+}
+
+async fn push_hook(
+    State(app): State<Arc<App>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&app.push, &uri, &headers, body).await
+}
+
+async fn pull_requests(
+    State(app): State<Arc<App>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&app.pulls, &uri, &headers, body).await
+}
+
 async fn index() -> &'static str {
     "relay-local: build-relay on one machine\n\
-     POST /github/status_hook          GitHub status webhooks\n\
+     POST /github/status_hook          GitHub status webhooks (CI results)\n\
+     POST /github/update_deploy_to_master  GitHub push webhooks\n\
+     POST /github/pull_request_hook    GitHub pull_request webhooks\n\
+     POST /github/pr_merge             GitHub status webhooks (PullApprove approvals)\n\
      GET  /cable                       WebSocket for SmokeDetector (ActionCable)\n\
      POST|GET|DELETE /@connections/ID  API Gateway Management API\n"
 }

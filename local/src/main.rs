@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use build_relay::config::{self, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets};
+
+use build_relay::github::GitHub;
+use build_relay::github::dry_run::DryRun;
+use build_relay::github::octocrab_client::OctocrabGitHub;
+use build_relay::secrets::{self, SecretReader};
 use build_relay::store::Store;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
 use build_relay::store::embedded::EmbeddedStore;
@@ -27,7 +32,10 @@ enum Command {
     /// Serve the webhook routes, the WebSocket endpoint (/cable) and @connections.
     ///
     /// Settings come from the environment as on Lambda (GITHUB_REPOSITORY, DEPLOY_BRANCH,
-    /// REQUIRED_CONTEXTS, PING_INTERVAL_SECONDS, ...). Logs are JSON lines on stdout.
+    /// REQUIRED_CONTEXTS, PING_INTERVAL_SECONDS, ...). GitHub calls go to GITHUB_API_URL with
+    /// GITHUB_TOKEN (or GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID);
+    /// without credentials it runs dry and logs the writes it would make. Logs are JSON lines
+    /// on stdout.
     Serve(ServeArgs),
     /// Start a gateway, subscribe a client as SmokeDetector does, replay signed deliveries,
     /// and print what the client receives. Needs nothing set up.
@@ -122,6 +130,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let store = open_store(&args.store).await?;
+    let github = github(&relay).await?;
     let running = Gateway::start(GatewayOptions {
         listen: args.listen,
         store,
@@ -132,6 +141,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         ping_interval,
         client_keys,
+        github,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -141,6 +151,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         running.cable_url()
     );
     running.until_interrupted().await.map_err(|e| e.to_string())
+}
+
+/// GitHub through octocrab with GITHUB_TOKEN (or a GitHub App); without credentials, a dry
+/// run that reads anonymously and logs the writes it would make.
+async fn github(relay: &RelayConfig) -> Result<Arc<dyn GitHub>, String> {
+    let sdk = setup::sdk_config().await;
+    let reader = SecretReader::new(&ProcessEnv, &sdk);
+    let credentials = reader
+        .github_credentials()
+        .await
+        .map_err(|e| e.to_string())?;
+    let api_url = secrets::github_api_url(&ProcessEnv);
+    let octocrab = OctocrabGitHub::new(&api_url, credentials.as_ref(), &relay.repository)
+        .map_err(|e| e.to_string())?;
+    if credentials.is_some() {
+        return Ok(Arc::new(octocrab));
+    }
+    eprintln!("relay-local: no GITHUB_TOKEN: dry run, GitHub writes are logged, not made");
+    Ok(Arc::new(DryRun::new(Arc::new(octocrab))))
 }
 
 async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {

@@ -98,7 +98,7 @@ fn keys_refuse_a_store_that_would_forget_them() {
 }
 
 #[test]
-fn the_demo_shows_one_commit_status_reaching_the_client() {
+fn the_demo_shows_the_whole_chain_reaching_the_client() {
     let out = relay_local(&["demo"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
@@ -115,8 +115,16 @@ fn the_demo_shows_one_commit_status_reaching_the_client() {
     );
     assert!(stdout.contains("handled already"), "{stdout}");
     assert!(stdout.contains("401 Signature does not match"), "{stdout}");
+    assert!(stdout.contains("opened by SmokeDetector"), "{stdout}");
+    assert!(stdout.contains(r#"Merge { number: 1234, title: "Merge pull request #1234 from Charcoal-SE/auto-blacklist-1700000000 --autopull""#), "{stdout}");
+    assert!(stdout.contains("Merged SmokeDetector [#1234]"), "{stdout}");
     assert!(
-        stdout.contains("The client received 1 message(s)"),
+        stdout.contains(r#"FastForward { branch: "deploy""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""deploy_updated":{"#), "{stdout}");
+    assert!(
+        stdout.contains("The client received 4 message(s)"),
         "{stdout}"
     );
 }

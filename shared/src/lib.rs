@@ -16,5 +16,6 @@ pub mod keys;
 pub mod logging;
 pub mod notify;
 pub mod rules;
+pub mod secrets;
 pub mod setup;
 pub mod store;

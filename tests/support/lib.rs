@@ -1,6 +1,8 @@
 //! What the integration tests share: stores on real servers, failure injection, signing,
 //! and the fixtures beside the checkout.
 
+pub mod fake_github;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -146,7 +148,11 @@ delegate! {
         mark_verdict_notified(sha: &str, now: i64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
         is_deployed(sha: &str) -> bool;
-        put_connection(connection: &Connection) -> ();
+        append_history(stream: &str, entry: &HistoryEntry) -> ();
+    history(stream: &str, limit: usize) -> Vec<HistoryEntry>;
+    claim(key: &str, owner: &str, now: i64) -> Claim;
+    update_claim(key: &str, owner: &str, state: &str, now: i64) -> ();
+    put_connection(connection: &Connection) -> ();
         delete_connection(id: &str) -> ();
         set_subscription(id: &str, identifier: &str, subscribed: bool) -> bool;
         connections(now: i64) -> Vec<Connection>;
@@ -166,6 +172,17 @@ pub struct FlakyNotifier {
 impl FlakyNotifier {
     pub fn messages(&self) -> Vec<SmokeyMessage> {
         self.messages.lock().unwrap().clone()
+    }
+
+    /// The chat lines among the messages.
+    pub fn chat(&self) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                SmokeyMessage::Chat(text) => Some(text),
+                _ => None,
+            })
+            .collect()
     }
 }
 

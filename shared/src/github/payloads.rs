@@ -73,6 +73,27 @@ impl StatusEvent {
     }
 }
 
+/// A `push` event (the fields the relay reads; the whole payload is relayed to Smokey).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PushEvent {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub before: String,
+    pub after: String,
+    #[serde(default)]
+    pub deleted: bool,
+    pub repository: Repository,
+}
+
+/// A `pull_request` event. The `pull_request` object has the same shape as the REST API's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub number: u64,
+    pub pull_request: crate::github::api::PullRequest,
+    pub repository: Repository,
+}
+
 /// Parses a payload, turning serde's error into the one-line reason a 400 carries.
 pub fn parse<T: serde::de::DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|error| {

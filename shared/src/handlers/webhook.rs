@@ -187,26 +187,41 @@ struct Trace {
     outcome: &'static str,
 }
 
-/// Serves a route on Lambda through `lambda_http` (which decodes base64 bodies).
-pub async fn run_on_lambda<R: Route + 'static>(
-    webhook: Webhook<R>,
-) -> Result<(), lambda_http::Error> {
-    let webhook = Arc::new(webhook);
-    lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
-        let webhook = Arc::clone(&webhook);
-        async move { Ok::<_, std::convert::Infallible>(lambda_response(&webhook, request).await) }
-    }))
+/// What a function serves: one route, or several told apart by path.
+#[async_trait]
+pub trait Endpoint: Send + Sync {
+    async fn serve(&self, path: &str, headers: &HeaderMap, body: Vec<u8>) -> Answer;
+}
+
+#[async_trait]
+impl<R: Route> Endpoint for Webhook<R> {
+    async fn serve(&self, _path: &str, headers: &HeaderMap, body: Vec<u8>) -> Answer {
+        self.handle(headers, body).await
+    }
+}
+
+/// Serves an endpoint on Lambda through `lambda_http` (which decodes base64 bodies).
+pub async fn run_on_lambda<E: Endpoint + 'static>(endpoint: E) -> Result<(), lambda_http::Error> {
+    let endpoint = Arc::new(endpoint);
+    lambda_http::run(lambda_http::service_fn(
+        move |request: lambda_http::Request| {
+            let endpoint = Arc::clone(&endpoint);
+            async move {
+                Ok::<_, std::convert::Infallible>(lambda_response(endpoint.as_ref(), request).await)
+            }
+        },
+    ))
     .await
 }
 
-/// One Lambda HTTP request through a route; public so tests can drive the Lambda path.
-pub async fn lambda_response<R: Route>(
-    webhook: &Webhook<R>,
+/// One Lambda HTTP request through an endpoint; public so tests can drive the Lambda path.
+pub async fn lambda_response<E: Endpoint + ?Sized>(
+    endpoint: &E,
     request: lambda_http::Request,
 ) -> lambda_http::Response<lambda_http::Body> {
     let (parts, body) = request.into_parts();
-    webhook
-        .handle(&parts.headers, body.to_vec())
+    endpoint
+        .serve(parts.uri.path(), &parts.headers, body.to_vec())
         .await
         .into_http()
         .map(lambda_http::Body::from)

@@ -1,3 +1,5 @@
 //! Decisions as plain functions: what to do with an event, given what is known. No I/O.
 
+pub mod merge;
+pub mod push;
 pub mod status;

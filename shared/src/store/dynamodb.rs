@@ -9,6 +9,8 @@
 //! | verdict         | `commit#<sha>`      | `verdict`          | conditional: once               |
 //! | relay's deploy  | `commit#<sha>`      | `deployed`         | plain                           |
 //! | client key      | `client-key`        | `name#<name>`      | conditional: name unused        |
+//! | history entry   | `history#<stream>`  | `<at>#<µs>#<rand>` | plain (append only)             |
+//! | once-only claim | `claim#<key>`       | `claim`            | conditional: unclaimed          |
 //!
 //! One query (`pk = commit#<sha>`) gives everything known about a commit. Connections live
 //! in their own table (`CONNECTIONS_TABLE`, key `connection_id`, TTL `expires_at`) because
@@ -59,6 +61,32 @@ impl DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(output.item)
+    }
+
+    /// Writes `item` unless its key is taken (a conditional write); `Some` is what holds it.
+    async fn put_unless_present(&self, item: Item) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = (item["pk"].clone(), item["sk"].clone());
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if condition_failed(&e) => {
+                let (Ok(pk), Ok(sk)) = (pk.as_s(), sk.as_s()) else {
+                    return Err(StoreError::Corrupt("keys are strings".into()));
+                };
+                let holder = self.get(pk.clone(), sk).await?;
+                holder
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Unavailable("item vanished while read".into()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn query_partition(&self, pk: String, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
@@ -170,7 +198,7 @@ impl Store for DynamoStore {
     }
 
     async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError> {
-        let mut item: Item = [
+        let mut item = item([
             ("pk", s(format!("commit#{}", status.sha))),
             ("sk", s(format!("status#{}", status.context))),
             ("sha", s(&status.sha)),
@@ -180,10 +208,7 @@ impl Store for DynamoStore {
             ("status_id", n(status.status_id as i64)),
             ("delivery_id", s(&status.delivery_id)),
             (TTL_ATTRIBUTE, n(status.updated_at + ttl::STATUS)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         put_optional(&mut item, "target_url", &status.target_url);
         put_optional(&mut item, "description", &status.description);
         put_optional(&mut item, "sender", &status.sender);
@@ -229,7 +254,7 @@ impl Store for DynamoStore {
 
     async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError> {
         let verdict = &record.verdict;
-        let mut item: Item = [
+        let mut item = item([
             ("pk", s(format!("commit#{}", verdict.sha))),
             ("sk", s("verdict")),
             ("sha", s(&verdict.sha)),
@@ -238,40 +263,22 @@ impl Store for DynamoStore {
             ("delivery_id", s(&record.delivery_id)),
             ("claimed_at", n(record.claimed_at)),
             (TTL_ATTRIBUTE, n(record.claimed_at + ttl::VERDICT)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         put_optional(&mut item, "ci_url", &verdict.ci_url);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.main)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(VerdictClaim::Claimed),
-            Err(e) if condition_failed(&e) => {
-                let item = self
-                    .get(format!("commit#{}", verdict.sha), "verdict")
-                    .await?
-                    .ok_or_else(|| StoreError::Unavailable("verdict vanished while read".into()))?;
-                Ok(VerdictClaim::Taken(VerdictRecord {
-                    verdict: Verdict {
-                        sha: text(&item, "sha")?,
-                        state: text(&item, "state")?,
-                        ci_url: optional_text(&item, "ci_url"),
-                        commit_message: text(&item, "commit_message")?,
-                    },
-                    delivery_id: text(&item, "delivery_id")?,
-                    claimed_at: number(&item, "claimed_at")?,
-                    notified_at: number(&item, "notified_at").ok(),
-                }))
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        let Some(existing) = self.put_unless_present(item).await? else {
+            return Ok(VerdictClaim::Claimed);
+        };
+        Ok(VerdictClaim::Taken(VerdictRecord {
+            verdict: Verdict {
+                sha: text(&existing, "sha")?,
+                state: text(&existing, "state")?,
+                ci_url: optional_text(&existing, "ci_url"),
+                commit_message: text(&existing, "commit_message")?,
+            },
+            delivery_id: text(&existing, "delivery_id")?,
+            claimed_at: number(&existing, "claimed_at")?,
+            notified_at: number(&existing, "notified_at").ok(),
+        }))
     }
 
     async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
@@ -316,15 +323,100 @@ impl Store for DynamoStore {
             .is_some())
     }
 
+    async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).expect("the operating system has a random source");
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(format!("history#{stream}")))
+            // Entries of the same second keep the order they were written in.
+            .item(
+                "sk",
+                s(format!(
+                    "{:012}#{:016}#{}",
+                    entry.at,
+                    written_micros(),
+                    hex::encode(suffix)
+                )),
+            )
+            .item("at", n(entry.at))
+            .item("delivery_id", s(&entry.delivery_id))
+            .item("outcome", s(&entry.outcome))
+            .item("detail", s(entry.detail.to_string()))
+            .item(TTL_ATTRIBUTE, n(entry.at + ttl::HISTORY))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn history(&self, stream: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("history#{stream}")))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                Ok(HistoryEntry {
+                    at: number(item, "at")?,
+                    delivery_id: text(item, "delivery_id")?,
+                    outcome: text(item, "outcome")?,
+                    detail: serde_json::from_str(&text(item, "detail")?)
+                        .map_err(|e| StoreError::Corrupt(format!("history detail: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError> {
+        let Some(held) = self
+            .put_unless_present(claim_item(key, owner, "claimed", now))
+            .await?
+        else {
+            return Ok(Claim::Won);
+        };
+        Ok(Claim::Held(ClaimRecord {
+            owner: text(&held, "owner")?,
+            claimed_at: number(&held, "claimed_at")?,
+            state: text(&held, "state")?,
+        }))
+    }
+
+    async fn update_claim(
+        &self,
+        key: &str,
+        owner: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(claim_item(key, owner, state, now)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let mut item: Item = [
+        let mut item = item([
             ("connection_id", s(&connection.id)),
             ("connected_at", n(connection.connected_at)),
             (TTL_ATTRIBUTE, n(connection.expires_at)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         put_optional(&mut item, "source_ip", &connection.source_ip);
         if !connection.subscriptions.is_empty() {
             item.insert(
@@ -420,23 +512,14 @@ impl Store for DynamoStore {
     }
 
     async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.main)
-            .item("pk", s(CLIENT_KEYS_PK))
-            .item("sk", s(format!("name#{}", key.name)))
-            .item("name", s(&key.name))
-            .item("key_hash", s(&key.key_hash))
-            .item("created_at", n(key.created_at))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        let item = item([
+            ("pk", s(CLIENT_KEYS_PK)),
+            ("sk", s(format!("name#{}", key.name))),
+            ("name", s(&key.name)),
+            ("key_hash", s(&key.key_hash)),
+            ("created_at", n(key.created_at)),
+        ]);
+        Ok(self.put_unless_present(item).await?.is_none())
     }
 
     async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError> {
@@ -538,6 +621,28 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
             .map_err(unavailable)?;
     }
     Ok(())
+}
+
+fn item<const N: usize>(attributes: [(&str, AttributeValue); N]) -> Item {
+    attributes
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn claim_item(key: &str, owner: &str, state: &str, now: i64) -> Item {
+    item([
+        ("pk", s(format!("claim#{key}"))),
+        ("sk", s("claim")),
+        ("owner", s(owner)),
+        ("claimed_at", n(now)),
+        ("state", s(state)),
+        (TTL_ATTRIBUTE, n(now + ttl::CLAIM)),
+    ])
+}
+
+fn written_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

@@ -17,6 +17,8 @@ struct State {
     statuses: HashMap<String, BTreeMap<String, StatusRecord>>,
     verdicts: HashMap<String, VerdictRecord>,
     deployed: HashMap<String, i64>,
+    history: HashMap<String, Vec<HistoryEntry>>,
+    claims: HashMap<String, ClaimRecord>,
     connections: BTreeMap<String, Connection>,
     client_keys: BTreeMap<String, ClientKey>,
 }
@@ -200,6 +202,61 @@ impl Store for EmbeddedStore {
 
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError> {
         self.read(|state| state.deployed.contains_key(sha))
+    }
+
+    async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+        self.change(|state| {
+            state
+                .history
+                .entry(stream.to_string())
+                .or_default()
+                .push(entry.clone());
+        })
+    }
+
+    async fn history(&self, stream: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(|state| {
+            let mut entries = state.history.get(stream).cloned().unwrap_or_default();
+            // Newest first; entries of the same second, last written first.
+            entries.reverse();
+            entries.sort_by_key(|e| std::cmp::Reverse(e.at));
+            entries.truncate(limit);
+            entries
+        })
+    }
+
+    async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError> {
+        self.change(|state| match state.claims.get(key) {
+            Some(held) => Claim::Held(held.clone()),
+            None => {
+                let record = ClaimRecord {
+                    owner: owner.to_string(),
+                    claimed_at: now,
+                    state: "claimed".into(),
+                };
+                state.claims.insert(key.to_string(), record);
+                Claim::Won
+            }
+        })
+    }
+
+    async fn update_claim(
+        &self,
+        key: &str,
+        owner: &str,
+        claim_state: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.claims.insert(
+                key.to_string(),
+                ClaimRecord {
+                    owner: owner.to_string(),
+                    claimed_at: now,
+                    state: claim_state.to_string(),
+                },
+            );
+        })
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {

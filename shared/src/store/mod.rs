@@ -19,6 +19,8 @@ pub mod ttl {
     pub const STATUS: i64 = 90 * DAY;
     pub const VERDICT: i64 = 365 * DAY;
     pub const DEPLOY: i64 = 365 * DAY;
+    pub const HISTORY: i64 = 365 * DAY;
+    pub const CLAIM: i64 = 30 * DAY;
     /// API Gateway closes a WebSocket after 2 h; a row outliving that by 10 min is a ghost.
     pub const CONNECTION: i64 = 2 * 60 * 60 + 10 * 60;
 }
@@ -140,6 +142,29 @@ pub struct ClientKey {
     pub created_at: i64,
 }
 
+/// One line of an audit trail: what happened, when, and because of which delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub delivery_id: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+/// Who holds a once-only claim, and how far they got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub owner: String,
+    pub claimed_at: i64,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    Held(ClaimRecord),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Marks a delivery as in progress unless it was handled or is being handled.
@@ -169,6 +194,22 @@ pub trait Store: Send + Sync {
     async fn mark_deployed(&self, sha: &str, delivery_id: &str, now: i64)
     -> Result<(), StoreError>;
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
+
+    /// Appends to an audit trail (`deploy`, `pull/<n>`, ...).
+    async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError>;
+    /// The newest `limit` entries of a trail, newest first.
+    async fn history(&self, stream: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Takes `key` for `owner` unless someone holds it (a conditional write), with state `claimed`.
+    async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError>;
+    /// Records how far the holder of `key` got, and makes it the holder.
+    async fn update_claim(
+        &self,
+        key: &str,
+        owner: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;

@@ -1,0 +1,132 @@
+//! The GitHub calls the relay makes, as an interface, with GitHub's response shapes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// A pull request as `GET /repos/{owner}/{repo}/pulls/{n}` returns it (the fields we read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub state: String,
+    pub title: String,
+    pub html_url: String,
+    /// Missing from list responses; `GET` of one pull request has it.
+    #[serde(default)]
+    pub merged: bool,
+    pub user: Option<Login>,
+    pub head: Branch,
+    pub base: Branch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub login: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub sha: String,
+    /// `null` when the fork it came from was deleted.
+    pub repo: Option<RepoName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoName {
+    pub full_name: String,
+}
+
+impl PullRequest {
+    pub fn author(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.login.as_str())
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/compare/{base}...{head}` (the fields we read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Comparison {
+    /// `identical`, `ahead` (head has commits base lacks), `behind` or `diverged`.
+    pub status: String,
+    pub ahead_by: u64,
+    pub behind_by: u64,
+    /// The commits on head that base lacks (GitHub lists at most 250).
+    #[serde(default)]
+    pub commits: Vec<ComparedCommit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ComparedCommit {
+    pub sha: String,
+    pub commit: CommitText,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CommitText {
+    pub message: String,
+}
+
+impl Comparison {
+    /// Whether head contains every commit of base.
+    pub fn head_contains_base(&self) -> bool {
+        matches!(self.status.as_str(), "identical" | "ahead")
+    }
+}
+
+/// A failed GitHub call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", status.map(|s| format!("GitHub answered {}: ", s.as_u16())).unwrap_or_else(|| "GitHub unreachable: ".into()))]
+pub struct GitHubError {
+    /// `None` when no response came (connection refused, timeout).
+    pub status: Option<StatusCode>,
+    /// GitHub's `message`, or the transport error.
+    pub message: String,
+    /// How long GitHub asked us to wait (rate limits), if it said.
+    pub retry_after: Option<Duration>,
+}
+
+impl GitHubError {
+    pub fn is(&self, status: StatusCode) -> bool {
+        self.status == Some(status)
+    }
+
+    /// A failure that waiting may fix: no response, a 5xx, or a rate limit.
+    pub fn is_transient(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) if s.is_server_error() => true,
+            Some(StatusCode::TOO_MANY_REQUESTS) => true,
+            Some(StatusCode::FORBIDDEN) => self.is_rate_limit(),
+            Some(_) => false,
+        }
+    }
+
+    fn is_rate_limit(&self) -> bool {
+        self.retry_after.is_some() || self.message.to_ascii_lowercase().contains("rate limit")
+    }
+}
+
+/// What a merge answered when it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Merged {
+    pub sha: String,
+}
+
+/// The calls, on the configured repository. Implementations: octocrab (real GitHub), and a
+/// dry run that records writes instead of making them.
+#[async_trait]
+pub trait GitHub: Send + Sync {
+    /// Moves `refs/heads/{branch}` to `sha` with `force: false`: GitHub answers 422 unless
+    /// it is a fast-forward.
+    async fn fast_forward(&self, branch: &str, sha: &str) -> Result<(), GitHubError>;
+    async fn compare(&self, base: &str, head: &str) -> Result<Comparison, GitHubError>;
+    async fn pull_request(&self, number: u64) -> Result<PullRequest, GitHubError>;
+    /// The pull requests that contain the commit.
+    async fn pull_requests_with_commit(&self, sha: &str) -> Result<Vec<PullRequest>, GitHubError>;
+    /// Merges with method `merge`, the given title, and `sha` as the required head.
+    async fn merge(&self, number: u64, title: &str, sha: &str) -> Result<Merged, GitHubError>;
+    async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError>;
+}

@@ -1,0 +1,87 @@
+//! A `GitHub` that reads through another one and records writes instead of making them:
+//! `relay-local` without a token. Every write is logged and kept for inspection.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::api::*;
+
+/// A write the relay would have made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    FastForward {
+        branch: String,
+        sha: String,
+    },
+    Merge {
+        number: u64,
+        title: String,
+        sha: String,
+    },
+    DeleteBranch {
+        branch: String,
+    },
+}
+
+pub struct DryRun {
+    reads: Arc<dyn GitHub>,
+    writes: Mutex<Vec<Write>>,
+}
+
+impl DryRun {
+    pub fn new(reads: Arc<dyn GitHub>) -> Self {
+        Self {
+            reads,
+            writes: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes.lock().expect("not poisoned").clone()
+    }
+
+    fn record(&self, write: Write) {
+        tracing::info!(write = ?write, "dry run: GitHub write not sent");
+        self.writes.lock().expect("not poisoned").push(write);
+    }
+}
+
+#[async_trait]
+impl GitHub for DryRun {
+    async fn fast_forward(&self, branch: &str, sha: &str) -> Result<(), GitHubError> {
+        self.record(Write::FastForward {
+            branch: branch.into(),
+            sha: sha.into(),
+        });
+        Ok(())
+    }
+
+    async fn compare(&self, base: &str, head: &str) -> Result<Comparison, GitHubError> {
+        self.reads.compare(base, head).await
+    }
+
+    async fn pull_request(&self, number: u64) -> Result<PullRequest, GitHubError> {
+        self.reads.pull_request(number).await
+    }
+
+    async fn pull_requests_with_commit(&self, sha: &str) -> Result<Vec<PullRequest>, GitHubError> {
+        self.reads.pull_requests_with_commit(sha).await
+    }
+
+    async fn merge(&self, number: u64, title: &str, sha: &str) -> Result<Merged, GitHubError> {
+        self.record(Write::Merge {
+            number,
+            title: title.into(),
+            sha: sha.into(),
+        });
+        Ok(Merged { sha: sha.into() })
+    }
+
+    async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError> {
+        self.record(Write::DeleteBranch {
+            branch: branch.into(),
+        });
+        Ok(())
+    }
+}

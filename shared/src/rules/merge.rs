@@ -1,0 +1,261 @@
+//! Approved blacklist pull requests merge themselves (DESIGN §1, §4 "Pull request").
+
+use crate::config::RelayConfig;
+use crate::github::api::{GitHubError, PullRequest};
+use crate::github::payloads::StatusEvent;
+
+/// Whether a status is an approval the relay acts on; `Err` says why not.
+pub fn screen_approval(status: &StatusEvent, config: &RelayConfig) -> Result<(), String> {
+    if status.context != config.approval_context {
+        return Err(format!(
+            "Status context {:?} is not the approval context {:?}; not merging",
+            status.context, config.approval_context
+        ));
+    }
+    if status.state != "success" {
+        return Err(format!("Approval status is {}; not merging", status.state));
+    }
+    if !config.approval_senders.is_empty() {
+        let sender = status.sender_login().unwrap_or("(unknown)");
+        if !config
+            .approval_senders
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(sender))
+        {
+            return Err(format!(
+                "Approval posted by {sender}, who is not in APPROVAL_SENDERS; not merging"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The pull request number in PullApprove's target URL,
+/// `https://pullapprove.com/<owner>/<repo>/pull-request/<N>/`, when it names our repository.
+pub fn pull_number_from_target_url(target_url: Option<&str>, repository: &str) -> Option<u64> {
+    let rest = target_url?.strip_prefix("https://pullapprove.com/")?;
+    let mut parts = rest.trim_end_matches('/').split('/');
+    let (owner, repo, kind, number) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || kind != "pull-request" {
+        return None;
+    }
+    if !format!("{owner}/{repo}").eq_ignore_ascii_case(repository) {
+        return None;
+    }
+    number.parse().ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullCheck {
+    Merge,
+    AlreadyMerged,
+    Refuse(String),
+}
+
+/// Whether the pull request, as just re-read from GitHub, may be merged for this approval.
+pub fn check_pull(pr: &PullRequest, approved_sha: &str, config: &RelayConfig) -> PullCheck {
+    if pr.merged {
+        return PullCheck::AlreadyMerged;
+    }
+    let author = pr.author().unwrap_or("(unknown)");
+    let head_repo = pr
+        .head
+        .repo
+        .as_ref()
+        .map(|r| r.full_name.as_str())
+        .unwrap_or("(deleted)");
+    let refusal = if !author.eq_ignore_ascii_case(&config.bot_login) {
+        format!(
+            "#{} is by {author}, not {}; not merging",
+            pr.number, config.bot_login
+        )
+    } else if pr.state != "open" {
+        format!("#{} is {}; not merging", pr.number, pr.state)
+    } else if pr.base.name != config.source_branch {
+        format!(
+            "#{} targets {}, not {}; not merging",
+            pr.number, pr.base.name, config.source_branch
+        )
+    } else if pr.head.sha != approved_sha {
+        format!(
+            "#{} head is {}, not the approved {approved_sha}; not merging",
+            pr.number, pr.head.sha
+        )
+    } else if !config.is_our_repository(head_repo) {
+        format!(
+            "#{} comes from {head_repo}, not {}; not merging",
+            pr.number, config.repository
+        )
+    } else {
+        return PullCheck::Merge;
+    };
+    PullCheck::Refuse(refusal)
+}
+
+/// `Merge pull request #<N> from <owner>/<head-ref> --autopull`: the `--autopull` makes
+/// Smokey pull once CI passes on the merge commit.
+pub fn merge_title(pr: &PullRequest, config: &RelayConfig) -> String {
+    let owner = config.repository.split('/').next().unwrap_or_default();
+    format!(
+        "Merge pull request #{} from {owner}/{} --autopull",
+        pr.number, pr.head.name
+    )
+}
+
+/// GitHub's 405 when the base moved during the merge: worth a retry.
+pub fn is_base_modified(error: &GitHubError) -> bool {
+    error.is(http::StatusCode::METHOD_NOT_ALLOWED)
+        && error.message.contains("Base branch was modified")
+}
+
+pub fn opened_message(pr: &PullRequest) -> String {
+    format!(
+        "[PR#{}]({}) (\"{}\") opened by {}",
+        pr.number,
+        pr.html_url,
+        pr.title,
+        pr.author().unwrap_or("(unknown)")
+    )
+}
+
+pub fn merged_message(pr: &PullRequest) -> String {
+    format!("Merged SmokeDetector [#{}]({}).", pr.number, pr.html_url)
+}
+
+pub fn not_merged_message(pr: &PullRequest, reason: &str) -> String {
+    format!(
+        "Could not merge SmokeDetector [#{}]({}): {reason}",
+        pr.number, pr.html_url
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::api::{Branch, Login, RepoName};
+
+    fn bot_pr() -> PullRequest {
+        PullRequest {
+            number: 1234,
+            state: "open".into(),
+            title: "Codertocat: Blacklist example\\.com".into(),
+            html_url: "https://github.com/Charcoal-SE/SmokeDetector/pull/1234".into(),
+            merged: false,
+            user: Some(Login {
+                login: "SmokeDetector".into(),
+            }),
+            head: Branch {
+                name: "auto-blacklist-1700000000".into(),
+                sha: "a".repeat(40),
+                repo: Some(RepoName {
+                    full_name: "Charcoal-SE/SmokeDetector".into(),
+                }),
+            },
+            base: Branch {
+                name: "master".into(),
+                sha: "b".repeat(40),
+                repo: Some(RepoName {
+                    full_name: "Charcoal-SE/SmokeDetector".into(),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn pullapprove_urls_name_the_pull_request() {
+        let repo = "Charcoal-SE/SmokeDetector";
+        let url = |u: &str| pull_number_from_target_url(Some(u), repo);
+        assert_eq!(
+            url("https://pullapprove.com/Charcoal-SE/SmokeDetector/pull-request/1234/"),
+            Some(1234)
+        );
+        assert_eq!(
+            url("https://pullapprove.com/charcoal-se/smokedetector/pull-request/7"),
+            Some(7)
+        );
+        assert_eq!(
+            url("https://pullapprove.com/other/repo/pull-request/1234/"),
+            None
+        );
+        assert_eq!(
+            url("https://example.com/Charcoal-SE/SmokeDetector/pull-request/1/"),
+            None
+        );
+        assert_eq!(
+            url("https://pullapprove.com/Charcoal-SE/SmokeDetector/reviews/1/"),
+            None
+        );
+        assert_eq!(pull_number_from_target_url(None, repo), None);
+    }
+
+    #[test]
+    fn only_an_open_bot_pr_on_master_at_the_approved_sha_merges() {
+        let config = RelayConfig::default();
+        let sha = "a".repeat(40);
+        assert_eq!(check_pull(&bot_pr(), &sha, &config), PullCheck::Merge);
+        let refused =
+            |pr: PullRequest| matches!(check_pull(&pr, &sha, &config), PullCheck::Refuse(_));
+        assert!(refused(PullRequest {
+            user: Some(Login {
+                login: "a-human".into()
+            }),
+            ..bot_pr()
+        }));
+        assert!(refused(PullRequest {
+            state: "closed".into(),
+            ..bot_pr()
+        }));
+        let mut on_deploy = bot_pr();
+        on_deploy.base.name = "deploy".into();
+        assert!(refused(on_deploy));
+        let mut moved = bot_pr();
+        moved.head.sha = "c".repeat(40);
+        assert!(refused(moved));
+        let mut fork = bot_pr();
+        fork.head.repo = Some(RepoName {
+            full_name: "mallory/SmokeDetector".into(),
+        });
+        assert!(refused(fork));
+        assert_eq!(
+            check_pull(
+                &PullRequest {
+                    merged: true,
+                    ..bot_pr()
+                },
+                &sha,
+                &config
+            ),
+            PullCheck::AlreadyMerged
+        );
+    }
+
+    #[test]
+    fn titles_and_messages_are_metasmokes() {
+        let config = RelayConfig::default();
+        assert_eq!(
+            merge_title(&bot_pr(), &config),
+            "Merge pull request #1234 from Charcoal-SE/auto-blacklist-1700000000 --autopull"
+        );
+        assert_eq!(
+            merged_message(&bot_pr()),
+            "Merged SmokeDetector [#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234)."
+        );
+        assert_eq!(
+            opened_message(&bot_pr()),
+            "[PR#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234) (\"Codertocat: Blacklist example\\.com\") opened by SmokeDetector"
+        );
+    }
+
+    #[test]
+    fn base_modified_is_told_apart_from_other_405s() {
+        let error = |message: &str| GitHubError {
+            status: Some(http::StatusCode::METHOD_NOT_ALLOWED),
+            message: message.into(),
+            retry_after: None,
+        };
+        assert!(is_base_modified(&error(
+            "Base branch was modified. Review and try the merge again."
+        )));
+        assert!(!is_base_modified(&error("Pull Request is not mergeable")));
+    }
+}

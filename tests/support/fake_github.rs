@@ -1,0 +1,113 @@
+//! A local GitHub for tests: wiremock answering with GitHub's real response bodies (the
+//! handbook's `fixtures/github-api/`) and status codes, and keeping every request it got.
+
+use std::sync::Arc;
+
+use build_relay::config::Secret;
+use build_relay::github::GitHub;
+use build_relay::github::octocrab_client::{Credentials, OctocrabGitHub};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const REPO: &str = "Charcoal-SE/SmokeDetector";
+pub const TOKEN: &str = "ghp_test_token_for_the_fake";
+
+pub struct FakeGitHub {
+    pub server: MockServer,
+}
+
+/// A body from `fixtures/github-api/`.
+pub fn api_fixture(name: &str) -> Value {
+    let file = crate::fixtures_dir().join("github-api").join(name);
+    serde_json::from_slice(
+        &std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+    )
+    .unwrap()
+}
+
+/// GitHub's documented error shape (`basic-error` / `validation-error`).
+pub fn error_body(message: &str) -> Value {
+    json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })
+}
+
+impl FakeGitHub {
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The relay's real octocrab client, pointed here, for SmokeDetector's repository.
+    pub fn client(&self) -> Arc<dyn GitHub> {
+        self.client_for(REPO)
+    }
+
+    pub fn client_for(&self, repository: &str) -> Arc<dyn GitHub> {
+        let credentials = Credentials::Token(Secret::new(TOKEN));
+        Arc::new(OctocrabGitHub::new(&self.url(), Some(&credentials), repository).unwrap())
+    }
+
+    /// `/repos/Charcoal-SE/SmokeDetector` + `rest`.
+    pub fn repo_path(rest: &str) -> String {
+        format!("/repos/{REPO}{rest}")
+    }
+
+    /// Answers every `verb` request to the repository path `rest` this way.
+    pub async fn answer(&self, verb: &str, rest: &str, status: u16, body: Value) {
+        Mock::given(method(verb))
+            .and(path(Self::repo_path(rest)))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .with_priority(10)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Answers the next `times` such requests this way, ahead of `answer`.
+    pub async fn answer_first(
+        &self,
+        verb: &str,
+        rest: &str,
+        times: u64,
+        response: ResponseTemplate,
+    ) {
+        Mock::given(method(verb))
+            .and(path(Self::repo_path(rest)))
+            .respond_with(response)
+            .up_to_n_times(times)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The requests received for `verb` and the repository path `rest`.
+    pub async fn requests(&self, verb: &str, rest: &str) -> Vec<Request> {
+        let wanted = Self::repo_path(rest);
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.method.as_str() == verb && r.url.path() == wanted)
+            .collect()
+    }
+
+    /// Every request that is not a read.
+    pub async fn writes(&self) -> Vec<Request> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.method.as_str() != "GET")
+            .collect()
+    }
+}
+
+pub fn json_of(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
