@@ -56,6 +56,7 @@ async fn gateway_on(
             ("smokey-b".into(), KEY_B.into()),
         ],
         github,
+        post_latency: Duration::ZERO,
     })
     .await
     .unwrap()

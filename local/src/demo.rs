@@ -54,6 +54,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         ping_interval: Duration::from_secs(3),
         client_keys: vec![("demo-smokey".into(), client_key.clone())],
         github: github.clone(),
+        post_latency: Duration::ZERO,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -41,11 +41,15 @@ pub struct GatewayOptions {
     pub client_keys: Vec<(String, String)>,
     /// GitHub as the push and pull-request routes see it (octocrab, or a dry run).
     pub github: Arc<dyn GitHub>,
+    /// Added to every @connections post, to stand in for API Gateway's latency in
+    /// benchmarks; zero otherwise.
+    pub post_latency: Duration,
 }
 
 /// What the routes share.
 pub struct App {
     pub peers: Peers,
+    pub post_latency: Duration,
     pub sockets: Sockets,
     pub status: Webhook<StatusHook>,
     pub push: Webhook<PushHook>,
@@ -120,6 +124,7 @@ impl Gateway {
         let secrets = options.secrets;
         let app = Arc::new(App {
             peers: Peers::default(),
+            post_latency: options.post_latency,
             sockets: Sockets {
                 store: Arc::clone(&store),
                 api,

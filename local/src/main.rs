@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use build_relay::config::{self, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets};
 
@@ -142,6 +143,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ping_interval,
         client_keys,
         github,
+        post_latency: Duration::ZERO,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -31,6 +31,9 @@ fn gone() -> Response {
 }
 
 pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if !app.post_latency.is_zero() {
+        tokio::time::sleep(app.post_latency).await;
+    }
     if body.len() > MAX_FRAME_BYTES {
         return aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,

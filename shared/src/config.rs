@@ -196,6 +196,21 @@ pub fn ping_interval(env: &dyn Source) -> Result<Duration, ConfigError> {
     }
 }
 
+/// How long one scheduled keepalive run pings, `KEEPALIVE_WINDOW_SECONDS` (default 60: the
+/// schedule runs every minute and the next run takes over).
+pub fn keepalive_window(env: &dyn Source) -> Result<Duration, ConfigError> {
+    match env.get("KEEPALIVE_WINDOW_SECONDS") {
+        None => Ok(Duration::from_secs(60)),
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(secs) if (1..=840).contains(&secs) => Ok(Duration::from_secs(secs)),
+            _ => Err(ConfigError::Invalid {
+                name: "KEEPALIVE_WINDOW_SECONDS",
+                reason: format!("expected whole seconds from 1 to 840, got {raw:?}"),
+            }),
+        },
+    }
+}
+
 fn required(
     env: &dyn Source,
     name: &'static str,

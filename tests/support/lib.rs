@@ -2,6 +2,7 @@
 //! and the fixtures beside the checkout.
 
 pub mod fake_github;
+pub mod runtime_api;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! `GitHub` through octocrab. Calls go through octocrab's raw request methods so that the
-//! status code and rate-limit headers of every answer are visible; octocrab's own retry is
-//! off because a blindly repeated merge is exactly what must not happen (see `retry`).
+//! status code and rate-limit headers of every answer are visible. octocrab is built without
+//! its retry layer: a blindly repeated merge is exactly what must not happen (see `retry`).
 
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
-use octocrab::service::middleware::retry::RetryConfig;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -52,7 +51,6 @@ impl OctocrabGitHub {
         let builder = Octocrab::builder()
             .base_uri(api_url)
             .map_err(|e| invalid(e.to_string()))?
-            .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(3)))
             .set_read_timeout(Some(Duration::from_secs(8)));
         let client = match credentials {

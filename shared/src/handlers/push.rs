@@ -26,7 +26,8 @@ pub struct PushHook {
 pub struct PushWork {
     plan: PushPlan,
     push: PushEvent,
-    payload: Value,
+    /// The delivery's body, relayed to Smokey when deploy moves.
+    body: Vec<u8>,
 }
 
 /// The deploy history's stream name.
@@ -39,9 +40,7 @@ impl Route for PushHook {
     const EVENTS: &'static [&'static str] = &["push"];
 
     fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<PushWork>, String> {
-        let payload: Value = payloads::parse(event, body)?;
-        let push: PushEvent = serde_json::from_value(payload.clone())
-            .map_err(|e| format!("Unusable push payload: {e}"))?;
+        let push: PushEvent = payloads::parse(event, body)?;
         match rules::plan(&push, &self.config) {
             PushPlan::Ignore(reason) => Ok(Plan::Ignore(reason)),
             plan => Ok(Plan::Act {
@@ -49,7 +48,7 @@ impl Route for PushHook {
                 work: PushWork {
                     plan,
                     push,
-                    payload,
+                    body: body.to_vec(),
                 },
             }),
         }
@@ -89,7 +88,9 @@ impl PushHook {
                     json!({ "from_push": work.push.before, "to": sha }),
                 )
                 .await?;
-                let payload = rules::deploy_updated_payload(&work.payload);
+                let whole: Value = serde_json::from_slice(&work.body)
+                    .map_err(|e| Transient(format!("push payload unreadable: {e}")))?;
+                let payload = rules::deploy_updated_payload(&whole);
                 let reach = self
                     .notifier
                     .notify(&SmokeyMessage::DeployUpdated(payload))

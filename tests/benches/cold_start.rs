@@ -1,0 +1,169 @@
+//! Cold start of every function's release binary against a Lambda Runtime API on
+//! 127.0.0.1, with a bare lambda_http binary of the same profile as the floor.
+//!
+//! Per binary, 20 runs: exec -> first `GET /invocation/next` (init), exec -> first response
+//! (first invocation, against moto and local fakes), and peak RSS (`VmHWM` read from
+//! /proc while the process waits for its second event). Medians, and ratios to the floor.
+//! Budget: init median under 10 ms, peak RSS under 20 MB. Run by scripts/bench.sh (which
+//! starts moto and builds the release binaries).
+
+use std::time::Duration;
+
+use integration_tests::fake_github::{FakeGitHub, TOKEN, api_fixture};
+use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
+use integration_tests::{dynamodb_endpoint, event, moto_store};
+use serde_json::Value;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const RUNS: usize = 20;
+
+struct Case {
+    binary: &'static str,
+    event: &'static str,
+    env: Vec<(&'static str, String)>,
+}
+
+struct Sample {
+    init: Duration,
+    first_response: Duration,
+    peak_rss_kb: u64,
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run_once(case: &Case, connections: &MockServer, github: &FakeGitHub) -> Sample {
+    let store = moto_store().await;
+    let tables = store.tables().clone();
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint()),
+        ("TABLE_NAME", tables.main),
+        ("CONNECTIONS_TABLE", tables.connections),
+        ("WEBSOCKET_ENDPOINT", connections.uri()),
+        ("WEBHOOK_SECRET", "build-relay events secret".to_string()),
+        ("GITHUB_TOKEN", TOKEN.to_string()),
+        ("GITHUB_API_URL", github.url()),
+    ];
+    env.extend(case.env.iter().cloned());
+    let api = RuntimeApi::start(vec![event::<Value>(case.event)]).await;
+    let function = FunctionProcess::spawn(&release_binary(case.binary), &api, &env);
+    let (outcome, at) = api
+        .outcome_with_time(1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("{}: no answer", case.binary));
+    assert!(
+        matches!(outcome, Outcome::Response { .. }),
+        "{}: {outcome:?}",
+        case.binary
+    );
+    // The process now waits on `next`; its high-water mark is final for this invocation.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let pid = function.child.id().expect("still running");
+    Sample {
+        init: api.first_next_at().unwrap() - function.started,
+        first_response: at - function.started,
+        peak_rss_kb: peak_rss_kb(pid),
+    }
+}
+
+fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
+    values.sort();
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let connections = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/@connections/.+$"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&connections)
+        .await;
+    let github = FakeGitHub::start().await;
+    github
+        .answer(
+            "PATCH",
+            "/git/refs/heads/deploy",
+            200,
+            api_fixture("git-update-ref.200.json"),
+        )
+        .await;
+    let one_ping = vec![
+        ("KEEPALIVE_WINDOW_SECONDS", "1".to_string()),
+        ("PING_INTERVAL_SECONDS", "1".to_string()),
+    ];
+    let cases = [
+        Case {
+            binary: "hello-lambda",
+            event: "github-status/deploy-success.json",
+            env: vec![],
+        },
+        Case {
+            binary: "github-status",
+            event: "github-status/deploy-success.json",
+            env: vec![],
+        },
+        Case {
+            binary: "github-push",
+            event: "github-push/push-master.json",
+            env: vec![],
+        },
+        Case {
+            binary: "github-pull-request",
+            event: "github-pull-request/opened.json",
+            env: vec![],
+        },
+        Case {
+            binary: "ws-connect",
+            event: "ws-connect/connect.json",
+            env: vec![],
+        },
+        Case {
+            binary: "ws-disconnect",
+            event: "ws-disconnect/disconnect.json",
+            env: vec![],
+        },
+        Case {
+            binary: "ws-message",
+            event: "ws-message/junk.json",
+            env: vec![],
+        },
+        Case {
+            binary: "ws-keepalive",
+            event: "ws-keepalive/schedule.json",
+            env: one_ping,
+        },
+    ];
+    println!(
+        "cold start, {RUNS} runs each, medians (floor: hello-lambda, same profile, same run)\n"
+    );
+    println!("| binary | init | x floor | first response | peak RSS | x floor |");
+    println!("|---|---|---|---|---|---|");
+    let mut floor: Option<(Duration, u64)> = None;
+    for case in &cases {
+        let mut samples = Vec::new();
+        for _ in 0..RUNS {
+            samples.push(run_once(case, &connections, &github).await);
+        }
+        let init = median(samples.iter().map(|s| s.init).collect());
+        let first = median(samples.iter().map(|s| s.first_response).collect());
+        let rss = median(samples.iter().map(|s| s.peak_rss_kb).collect());
+        let (floor_init, floor_rss) = *floor.get_or_insert((init, rss));
+        println!(
+            "| {} | {:.2} ms | {:.2} | {:.2} ms | {:.1} MB | {:.2} |",
+            case.binary,
+            init.as_secs_f64() * 1e3,
+            init.as_secs_f64() / floor_init.as_secs_f64(),
+            first.as_secs_f64() * 1e3,
+            rss as f64 / 1024.0,
+            rss as f64 / floor_rss as f64,
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! Every file in `events/` sent to the release binary of its function through the Lambda
+//! Runtime API, against DynamoDB on moto, a local fake GitHub and a recording @connections,
+//! and the answer checked.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use build_relay::config::Tables;
+use build_relay::store::dynamodb::DynamoStore;
+use build_relay::store::{Connection, Store};
+use build_relay::{clock, keys};
+use integration_tests::fake_github::*;
+use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
+use integration_tests::*;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const EVENTS_SECRET: &str = "build-relay events secret";
+const EVENTS_KEY: &str = "events-client-key-not-for-production";
+const CONNECTION: &str = "L0SM9cOFvHcCIhw=";
+
+/// The servers a function talks to, fresh for each invocation.
+struct World {
+    store: DynamoStore,
+    tables: Tables,
+    github: FakeGitHub,
+    connections_api: MockServer,
+}
+
+impl World {
+    async fn new() -> Self {
+        let store = moto_store().await;
+        let tables = store.tables().clone();
+        keys::add(&store, "events", EVENTS_KEY, clock::now())
+            .await
+            .unwrap();
+        let connections_api = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/@connections/.+$"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&connections_api)
+            .await;
+        Self {
+            store,
+            tables,
+            github: FakeGitHub::start().await,
+            connections_api,
+        }
+    }
+
+    /// A connection as `$connect` leaves it, subscribed as Smokey does.
+    async fn subscribed_connection(&self) {
+        let mut connection = Connection::new(CONNECTION, Some("192.0.2.10".into()), clock::now());
+        connection
+            .subscriptions
+            .insert(json!({ "channel": "SmokeDetectorChannel", "key": EVENTS_KEY }).to_string());
+        self.store.put_connection(&connection).await.unwrap();
+    }
+
+    /// Runs `binary` on the event `file` and returns what it answered.
+    async fn invoke(&self, binary: &str, file: &str, extra_env: &[(&str, String)]) -> Value {
+        let api = RuntimeApi::start(vec![event::<Value>(file)]).await;
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint()),
+            ("TABLE_NAME", self.tables.main.clone()),
+            ("CONNECTIONS_TABLE", self.tables.connections.clone()),
+            ("WEBSOCKET_ENDPOINT", self.connections_api.uri()),
+            ("WEBHOOK_SECRET", EVENTS_SECRET.to_string()),
+            ("GITHUB_TOKEN", TOKEN.to_string()),
+            ("GITHUB_API_URL", self.github.url()),
+        ];
+        env.extend(extra_env.iter().cloned());
+        let _function = FunctionProcess::spawn(&release_binary(binary), &api, &env);
+        match api.outcome(1, Duration::from_secs(30)).await {
+            Some(Outcome::Response { body, .. }) => body,
+            other => panic!("{binary} on {file}: {other:?}"),
+        }
+    }
+
+    /// The frames posted to @connections.
+    async fn posted(&self) -> Vec<Value> {
+        self.connections_api
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+}
+
+/// The event files every test below covers; `every_event_file_is_covered` holds them to it.
+const COVERED: &[&str] = &[
+    "github-status/deploy-success.json",
+    "github-status/deploy-success.base64.json",
+    "github-push/push-master.json",
+    "github-pull-request/opened.json",
+    "github-pull-request/approval.json",
+    "ws-connect/connect.json",
+    "ws-disconnect/disconnect.json",
+    "ws-message/subscribe.json",
+    "ws-message/subscribe-unknown-key.json",
+    "ws-message/unsubscribe.json",
+    "ws-message/junk.json",
+    "ws-keepalive/schedule.json",
+];
+
+fn status_code(answer: &Value) -> i64 {
+    answer["statusCode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no statusCode in {answer}"))
+}
+
+#[test]
+fn every_event_file_is_covered() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut found = BTreeSet::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.is_dir() {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let file = file.unwrap().path();
+                let name = file
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                found.insert(name);
+            }
+        }
+    }
+    let covered: BTreeSet<String> = COVERED.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        found, covered,
+        "every file in events/ must be sent to its function by a test here"
+    );
+}
+
+#[tokio::test]
+async fn github_status_sends_the_verdict_to_subscribers() {
+    for file in [
+        "github-status/deploy-success.json",
+        "github-status/deploy-success.base64.json",
+    ] {
+        let world = World::new().await;
+        world.subscribed_connection().await;
+        let answer = world.invoke("github-status", file, &[]).await;
+        assert_eq!(status_code(&answer), 200, "{file}: {answer}");
+        assert!(
+            answer["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("Sent commit_status success"),
+            "{answer}"
+        );
+        let frames = world.posted().await;
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["message"]["commit_status"]["status"], "success");
+        assert_eq!(
+            world
+                .store
+                .latest_statuses("9049f1265b7d61be4a8904a9a27120d2064dab3b")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn github_push_moves_deploy() {
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    world
+        .github
+        .answer(
+            "PATCH",
+            "/git/refs/heads/deploy",
+            200,
+            api_fixture("git-update-ref.200.json"),
+        )
+        .await;
+    let answer = world
+        .invoke("github-push", "github-push/push-master.json", &[])
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    let patch = &world
+        .github
+        .requests("PATCH", "/git/refs/heads/deploy")
+        .await[0];
+    assert_eq!(
+        json_of(patch),
+        json!({ "sha": "9049f1265b7d61be4a8904a9a27120d2064dab3b", "force": false })
+    );
+    assert!(world.posted().await[0]["message"]["deploy_updated"].is_object());
+}
+
+#[tokio::test]
+async fn github_pull_request_announces_and_merges() {
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let answer = world
+        .invoke(
+            "github-pull-request",
+            "github-pull-request/opened.json",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status_code(&answer), answer["body"].as_str().unwrap()),
+        (200, "Announced #1234\n")
+    );
+
+    let pull = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/samples/github-api-pull-1234.json"
+    ))
+    .unwrap();
+    world
+        .github
+        .answer(
+            "GET",
+            "/pulls/1234",
+            200,
+            serde_json::from_str(&pull).unwrap(),
+        )
+        .await;
+    world
+        .github
+        .answer(
+            "PUT",
+            "/pulls/1234/merge",
+            200,
+            api_fixture("pulls-merge.200.json"),
+        )
+        .await;
+    world
+        .github
+        .answer(
+            "DELETE",
+            "/git/refs/heads/auto-blacklist-1700000000",
+            204,
+            Value::Null,
+        )
+        .await;
+    let answer = world
+        .invoke(
+            "github-pull-request",
+            "github-pull-request/approval.json",
+            &[],
+        )
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    assert!(
+        answer["body"].as_str().unwrap().starts_with("Merged #1234"),
+        "{answer}"
+    );
+    let merge = &world.github.requests("PUT", "/pulls/1234/merge").await[0];
+    assert_eq!(json_of(merge)["merge_method"], "merge");
+    let chat: Vec<String> = world
+        .posted()
+        .await
+        .iter()
+        .map(|f| f["message"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(chat.len(), 2);
+    assert!(
+        chat[1].starts_with("Merged SmokeDetector [#1234]"),
+        "{chat:?}"
+    );
+}
+
+#[tokio::test]
+async fn ws_connect_and_disconnect_keep_the_table() {
+    let world = World::new().await;
+    let answer = world
+        .invoke("ws-connect", "ws-connect/connect.json", &[])
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    let rows = world.store.connections(clock::now()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, CONNECTION);
+    assert!(
+        world.posted().await.is_empty(),
+        "nothing is posted from $connect"
+    );
+    let answer = world
+        .invoke("ws-disconnect", "ws-disconnect/disconnect.json", &[])
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    assert!(
+        world
+            .store
+            .connections(clock::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn ws_message_answers_actioncable_commands() {
+    let world = World::new().await;
+    world
+        .store
+        .put_connection(&Connection::new(CONNECTION, None, clock::now()))
+        .await
+        .unwrap();
+    for file in [
+        "ws-message/subscribe.json",
+        "ws-message/subscribe-unknown-key.json",
+        "ws-message/junk.json",
+        "ws-message/unsubscribe.json",
+    ] {
+        assert_eq!(
+            status_code(&world.invoke("ws-message", file, &[]).await),
+            200,
+            "{file}"
+        );
+    }
+    let kinds: Vec<Value> = world
+        .posted()
+        .await
+        .iter()
+        .map(|f| f["type"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [json!("confirm_subscription"), json!("reject_subscription")]
+    );
+    assert!(
+        world.store.connections(clock::now()).await.unwrap()[0]
+            .subscriptions
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn ws_keepalive_pings_every_connection() {
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let window = [
+        ("KEEPALIVE_WINDOW_SECONDS", "2".to_string()),
+        ("PING_INTERVAL_SECONDS", "1".to_string()),
+    ];
+    let answer = world
+        .invoke("ws-keepalive", "ws-keepalive/schedule.json", &window)
+        .await;
+    assert_eq!(
+        answer,
+        json!({ "rounds": 2, "sent": 2, "gone": 0, "failed_rounds": 0 })
+    );
+    assert!(world.posted().await.iter().all(|f| f["type"] == "ping"));
+}
+
+#[tokio::test]
+async fn a_missing_setting_stops_cold_start_with_one_line() {
+    let api = RuntimeApi::start(vec![event::<Value>("ws-connect/connect.json")]).await;
+    let mut function = FunctionProcess::spawn(&release_binary("ws-connect"), &api, &[]);
+    let status = tokio::time::timeout(Duration::from_secs(10), function.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    function
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("TABLE_NAME is not set"), "{stderr}");
+}
