@@ -27,8 +27,11 @@ sizes = {}
 for name in sys.argv[1:]:
     data = open(f"target/release/{name}", "rb").read()
     archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        z.writestr(zipfile.ZipInfo("bootstrap"), data)
+    entry = zipfile.ZipInfo("bootstrap")
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.external_attr = 0o755 << 16
+    with zipfile.ZipFile(archive, "w", compresslevel=9) as z:
+        z.writestr(entry, data)
     sizes[name] = (len(data), len(archive.getvalue()))
 floor = sizes["hello-lambda"][1]
 for name, (binary, zipped) in sizes.items():

@@ -141,13 +141,20 @@ async fn main() {
         ))
         .await
         .unwrap();
-    let confirmed = client.next().await.unwrap().unwrap();
-    assert!(
-        confirmed
-            .to_text()
+    // Read up to the confirmation (a keepalive ping may come first).
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("a reply to subscribe")
             .unwrap()
-            .contains("confirm_subscription")
-    );
+            .unwrap();
+        if frame
+            .to_text()
+            .is_ok_and(|t| t.contains("confirm_subscription"))
+        {
+            break;
+        }
+    }
     let recorder = Arc::clone(&arrivals);
     tokio::spawn(async move {
         while let Some(Ok(Message::Text(text))) = client.next().await {

@@ -2,6 +2,7 @@
 //! status code and rate-limit headers of every answer are visible. octocrab is built without
 //! its retry layer: a blindly repeated merge is exactly what must not happen (see `retry`).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,57 +28,100 @@ pub enum Credentials {
 }
 
 pub struct OctocrabGitHub {
-    client: Octocrab,
+    base_uri: http::Uri,
+    auth: Auth,
+    /// Built at the first call: building it loads the system's root certificates, which a
+    /// cold start that never calls GitHub need not pay for.
+    client: OnceLock<Octocrab>,
     /// `/repos/{owner}/{repo}`
     repo_path: String,
+}
+
+enum Auth {
+    Anonymous,
+    Token(Secret),
+    App {
+        app_id: u64,
+        key: octocrab::EncodingKey,
+        installation_id: u64,
+    },
 }
 
 type RawResponse =
     http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>;
 
 impl OctocrabGitHub {
-    /// Builds the client; no network I/O (an App's installation token is fetched at the
-    /// first call and renewed by octocrab). Without credentials the calls are anonymous,
-    /// enough to read a public repository.
+    /// Checks the settings (the URL, an App's key) now, so that a bad one stops the cold
+    /// start; the HTTP client itself is built at the first call. Without credentials the
+    /// calls are anonymous, enough to read a public repository.
     pub fn new(
         api_url: &str,
         credentials: Option<&Credentials>,
         repository: &str,
     ) -> Result<Self, ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid {
+        let base_uri = http::Uri::try_from(api_url).map_err(|e| ConfigError::Invalid {
             name: "GITHUB_API_URL",
-            reason,
-        };
-        let builder = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| invalid(e.to_string()))?
-            .set_connect_timeout(Some(Duration::from_secs(3)))
-            .set_read_timeout(Some(Duration::from_secs(8)));
-        let client = match credentials {
-            None => builder.build().map_err(|e| invalid(e.to_string()))?,
-            Some(Credentials::Token(token)) => builder
-                .personal_token(token.expose().to_string())
-                .build()
-                .map_err(|e| invalid(e.to_string()))?,
+            reason: format!("{api_url:?} is not a URL: {e}"),
+        })?;
+        let auth = match credentials {
+            None => Auth::Anonymous,
+            Some(Credentials::Token(token)) => Auth::Token(token.clone()),
             Some(Credentials::App {
                 app_id,
                 private_key,
                 installation_id,
-            }) => builder
-                .app_from_rsa_pem(AppId(*app_id), private_key.expose().as_bytes())
-                .map_err(|e| ConfigError::Invalid {
-                    name: "GITHUB_APP_PRIVATE_KEY",
-                    reason: format!("not an RSA private key in PEM form: {e}"),
-                })?
-                .build()
-                .map_err(|e| invalid(e.to_string()))?
-                .installation(InstallationId(*installation_id))
-                .map_err(|e| invalid(e.to_string()))?,
+            }) => Auth::App {
+                app_id: *app_id,
+                key: octocrab::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(
+                    |e| ConfigError::Invalid {
+                        name: "GITHUB_APP_PRIVATE_KEY",
+                        reason: format!("not an RSA private key in PEM form: {e}"),
+                    },
+                )?,
+                installation_id: *installation_id,
+            },
         };
         Ok(Self {
-            client,
+            base_uri,
+            auth,
+            client: OnceLock::new(),
             repo_path: format!("/repos/{repository}"),
         })
+    }
+
+    fn client(&self) -> Result<&Octocrab, GitHubError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let unusable = |e: octocrab::Error| GitHubError {
+            status: None,
+            message: format!("could not set up the GitHub client: {e}"),
+            retry_after: None,
+        };
+        let builder = Octocrab::builder()
+            .base_uri(self.base_uri.clone())
+            .map_err(unusable)?
+            .set_connect_timeout(Some(Duration::from_secs(3)))
+            .set_read_timeout(Some(Duration::from_secs(8)));
+        let client = match &self.auth {
+            Auth::Anonymous => builder.build().map_err(unusable)?,
+            Auth::Token(token) => builder
+                .personal_token(token.expose().to_string())
+                .build()
+                .map_err(unusable)?,
+            Auth::App {
+                app_id,
+                key,
+                installation_id,
+            } => builder
+                .app(AppId(*app_id), key.clone())
+                .build()
+                .map_err(unusable)?
+                .installation(InstallationId(*installation_id))
+                .map_err(unusable)?,
+        };
+        // Two first calls at once may both build one; either is fine.
+        Ok(self.client.get_or_init(|| client))
     }
 
     async fn read<T: DeserializeOwned>(
@@ -150,36 +194,37 @@ impl GitHub for OctocrabGitHub {
     async fn fast_forward(&self, branch: &str, sha: &str) -> Result<(), GitHubError> {
         let path = format!("{}/git/refs/heads/{branch}", self.repo_path);
         let body = json!({ "sha": sha, "force": false });
-        self.body(self.client._patch(path, Some(&body)).await)
+        self.body(self.client()?._patch(path, Some(&body)).await)
             .await
             .map(|_| ())
     }
 
     async fn compare(&self, base: &str, head: &str) -> Result<Comparison, GitHubError> {
         let path = format!("{}/compare/{base}...{head}", self.repo_path);
-        self.read(self.client._get(path).await).await
+        self.read(self.client()?._get(path).await).await
     }
 
     async fn pull_request(&self, number: u64) -> Result<PullRequest, GitHubError> {
         let path = format!("{}/pulls/{number}", self.repo_path);
-        self.read(self.client._get(path).await).await
+        self.read(self.client()?._get(path).await).await
     }
 
     async fn pull_requests_with_commit(&self, sha: &str) -> Result<Vec<PullRequest>, GitHubError> {
         let path = format!("{}/commits/{sha}/pulls", self.repo_path);
-        self.read(self.client._get(path).await).await
+        self.read(self.client()?._get(path).await).await
     }
 
     async fn merge(&self, number: u64, title: &str, sha: &str) -> Result<Merged, GitHubError> {
         let path = format!("{}/pulls/{number}/merge", self.repo_path);
         let body = json!({ "commit_title": title, "merge_method": "merge", "sha": sha });
-        self.read(self.client._put(path, Some(&body)).await).await
+        self.read(self.client()?._put(path, Some(&body)).await)
+            .await
     }
 
     async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError> {
         let path = format!("{}/git/refs/heads/{branch}", self.repo_path);
         match self
-            .body(self.client._delete(path, None::<&()>).await)
+            .body(self.client()?._delete(path, None::<&()>).await)
             .await
         {
             Ok(_) => Ok(()),
