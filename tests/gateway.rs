@@ -149,9 +149,7 @@ async fn post_sample(
     sample: &str,
     delivery: &str,
 ) -> reqwest::Response {
-    let file = format!("{}/../local/samples/{sample}", env!("CARGO_MANIFEST_DIR"));
-    let payload: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let body = serde_json::to_vec(&payload).unwrap();
+    let body = serde_json::to_vec(&integration_tests::sample(sample)).unwrap();
     let headers = github_headers(event, delivery, &body, TEST_SECRET);
     reqwest::Client::new()
         .post(format!("{}{route}", gateway.url()))
@@ -428,25 +426,13 @@ async fn the_connections_api_answers_as_api_gateway_does() {
 #[tokio::test]
 async fn a_push_and_an_approval_reach_clients_through_the_gateway() {
     let github = FakeGitHub::start().await;
-    github
-        .answer(
-            "PATCH",
-            "/git/refs/heads/deploy",
-            200,
-            api_fixture("git-update-ref.200.json"),
-        )
-        .await;
-    let pull = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../local/samples/github-api-pull-1234.json"
-    ))
-    .unwrap();
+    github.accept_deploy_moves().await;
     github
         .answer(
             "GET",
             "/pulls/1234",
             200,
-            serde_json::from_str(&pull).unwrap(),
+            sample("github-api-pull-1234.json"),
         )
         .await;
     github

@@ -137,14 +137,7 @@ async fn a_github_app_authenticates_with_its_installation_token() {
         .respond_with(ResponseTemplate::new(201).set_body_json(token_body_fresh))
         .mount(&github.server)
         .await;
-    github
-        .answer(
-            "PATCH",
-            "/git/refs/heads/deploy",
-            200,
-            api_fixture("git-update-ref.200.json"),
-        )
-        .await;
+    github.accept_deploy_moves().await;
 
     let credentials = GitHubCredentials::App {
         app_id: 1234,

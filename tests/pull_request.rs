@@ -73,11 +73,6 @@ async fn harness(backend: Backend) -> Harness {
     harness_with(backend, RelayConfig::default()).await
 }
 
-fn sample(name: &str) -> Value {
-    let file = format!("{}/../local/samples/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
-}
-
 fn approval() -> Value {
     sample("status-approval.json")
 }

@@ -64,12 +64,7 @@ async fn harness(backend: Backend) -> Harness {
 }
 
 fn push(git_ref: &str, after: &str) -> Value {
-    let sample = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../local/samples/push-master.json"
-    ))
-    .unwrap();
-    let mut payload: Value = serde_json::from_str(&sample).unwrap();
+    let mut payload = sample("push-master.json");
     payload["ref"] = json!(git_ref);
     payload["after"] = json!(after);
     payload

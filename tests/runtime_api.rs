@@ -13,8 +13,7 @@ use integration_tests::fake_github::*;
 use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
 use integration_tests::*;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const EVENTS_SECRET: &str = "build-relay events secret";
 const EVENTS_KEY: &str = "events-client-key-not-for-production";
@@ -35,12 +34,7 @@ impl World {
         keys::add(&store, "events", EVENTS_KEY, clock::now())
             .await
             .unwrap();
-        let connections_api = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path_regex("^/@connections/.+$"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&connections_api)
-            .await;
+        let connections_api = accepting_connections_api().await;
         Self {
             store,
             tables,
@@ -173,15 +167,7 @@ async fn github_status_sends_the_verdict_to_subscribers() {
 async fn github_push_moves_deploy() {
     let world = World::new().await;
     world.subscribed_connection().await;
-    world
-        .github
-        .answer(
-            "PATCH",
-            "/git/refs/heads/deploy",
-            200,
-            api_fixture("git-update-ref.200.json"),
-        )
-        .await;
+    world.github.accept_deploy_moves().await;
     let answer = world
         .invoke("github-push", "github-push/push-master.json", &[])
         .await;
@@ -213,18 +199,13 @@ async fn github_pull_request_announces_and_merges() {
         (200, "Announced #1234\n")
     );
 
-    let pull = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../local/samples/github-api-pull-1234.json"
-    ))
-    .unwrap();
     world
         .github
         .answer(
             "GET",
             "/pulls/1234",
             200,
-            serde_json::from_str(&pull).unwrap(),
+            sample("github-api-pull-1234.json"),
         )
         .await;
     world

@@ -9,12 +9,11 @@
 
 use std::time::Duration;
 
-use integration_tests::fake_github::{FakeGitHub, TOKEN, api_fixture};
+use integration_tests::fake_github::{FakeGitHub, TOKEN};
 use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
-use integration_tests::{dynamodb_endpoint, event, moto_store};
+use integration_tests::{accepting_connections_api, dynamodb_endpoint, event, moto_store};
 use serde_json::Value;
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const RUNS: usize = 20;
 
@@ -80,21 +79,9 @@ fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
 
 #[tokio::main]
 async fn main() {
-    let connections = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex("^/@connections/.+$"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&connections)
-        .await;
+    let connections = accepting_connections_api().await;
     let github = FakeGitHub::start().await;
-    github
-        .answer(
-            "PATCH",
-            "/git/refs/heads/deploy",
-            200,
-            api_fixture("git-update-ref.200.json"),
-        )
-        .await;
+    github.accept_deploy_moves().await;
     let one_ping = vec![
         ("KEEPALIVE_WINDOW_SECONDS", "1".to_string()),
         ("PING_INTERVAL_SECONDS", "1".to_string()),

@@ -67,6 +67,17 @@ impl FakeGitHub {
             .await;
     }
 
+    /// Accepts every fast-forward of `deploy` with GitHub's real answer.
+    pub async fn accept_deploy_moves(&self) {
+        self.answer(
+            "PATCH",
+            "/git/refs/heads/deploy",
+            200,
+            api_fixture("git-update-ref.200.json"),
+        )
+        .await;
+    }
+
     /// Answers the next `times` such requests this way, ahead of `answer`.
     pub async fn answer_first(
         &self,

@@ -244,6 +244,28 @@ pub fn webhook_fixtures(event: &str) -> Vec<PathBuf> {
     files
 }
 
+/// A sample payload from `local/samples/`, parsed.
+pub fn sample(name: &str) -> serde_json::Value {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../local/samples")
+        .join(name);
+    serde_json::from_slice(
+        &std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+    )
+    .unwrap()
+}
+
+/// An @connections stand-in that accepts every post (and keeps them for inspection).
+pub async fn accepting_connections_api() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path_regex("^/@connections/.+$"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
 /// A file from the repository's `events/` folder, parsed.
 pub fn event<T: serde::de::DeserializeOwned>(path: &str) -> T {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
