@@ -14,7 +14,7 @@ use build_relay::store::embedded::EmbeddedStore;
 use build_relay::store::{Connection, Store};
 use build_relay::{cable, clock};
 use futures_util::{SinkExt, StreamExt};
-use integration_tests::fake_github::{self, FakeGitHub, api_fixture};
+use integration_tests::fake_github::{self, FakeGitHub};
 use integration_tests::*;
 use relay_local::{Gateway, GatewayOptions, Running};
 use serde_json::{Value, json};
@@ -428,28 +428,7 @@ async fn a_push_and_an_approval_reach_clients_through_the_gateway() {
     let github = FakeGitHub::start().await;
     github.accept_deploy_moves().await;
     github
-        .answer(
-            "GET",
-            "/pulls/1234",
-            200,
-            sample("github-api-pull-1234.json"),
-        )
-        .await;
-    github
-        .answer(
-            "PUT",
-            "/pulls/1234/merge",
-            200,
-            api_fixture("pulls-merge.200.json"),
-        )
-        .await;
-    github
-        .answer(
-            "DELETE",
-            "/git/refs/heads/auto-blacklist-1700000000",
-            204,
-            Value::Null,
-        )
+        .accept_merge(sample("github-api-pull-1234.json"))
         .await;
     let gateway = gateway_on(
         Arc::new(EmbeddedStore::in_memory()),

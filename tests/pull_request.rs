@@ -106,9 +106,7 @@ impl Harness {
 
     /// GitHub with the bot's PR open at HEAD, and merges and deletions that succeed.
     async fn github_accepts(&self, pull: Value) {
-        self.github.answer("GET", PULL, 200, pull).await;
-        self.github.answer("PUT", MERGE, 200, merged_answer()).await;
-        self.github.answer("DELETE", BRANCH, 204, Value::Null).await;
+        self.github.accept_merge(pull).await;
     }
 
     async fn merges(&self) -> Vec<Value> {

@@ -201,30 +201,7 @@ async fn github_pull_request_announces_and_merges() {
 
     world
         .github
-        .answer(
-            "GET",
-            "/pulls/1234",
-            200,
-            sample("github-api-pull-1234.json"),
-        )
-        .await;
-    world
-        .github
-        .answer(
-            "PUT",
-            "/pulls/1234/merge",
-            200,
-            api_fixture("pulls-merge.200.json"),
-        )
-        .await;
-    world
-        .github
-        .answer(
-            "DELETE",
-            "/git/refs/heads/auto-blacklist-1700000000",
-            204,
-            Value::Null,
-        )
+        .accept_merge(sample("github-api-pull-1234.json"))
         .await;
     let answer = world
         .invoke(

@@ -78,6 +78,26 @@ impl FakeGitHub {
         .await;
     }
 
+    /// GitHub with `pull` (#1234, head branch auto-blacklist-1700000000) as it reads, and
+    /// merges and branch deletions that succeed.
+    pub async fn accept_merge(&self, pull: Value) {
+        self.answer("GET", "/pulls/1234", 200, pull).await;
+        self.answer(
+            "PUT",
+            "/pulls/1234/merge",
+            200,
+            api_fixture("pulls-merge.200.json"),
+        )
+        .await;
+        self.answer(
+            "DELETE",
+            "/git/refs/heads/auto-blacklist-1700000000",
+            204,
+            Value::Null,
+        )
+        .await;
+    }
+
     /// Answers the next `times` such requests this way, ahead of `answer`.
     pub async fn answer_first(
         &self,
