@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
+use build_relay::config::RelayConfig;
 use build_relay::github::payloads::{self, StatusEvent};
-use build_relay::handlers::status::StatusHook;
-use build_relay::handlers::webhook::Webhook;
 use build_relay::notify::RecordingNotifier;
 use build_relay::store::embedded::EmbeddedStore;
 use integration_tests::*;
@@ -22,23 +20,17 @@ fn every_status_fixture_parses() {
 
 #[tokio::test]
 async fn every_status_fixture_is_handled_by_the_status_route() {
-    let store = Arc::new(EmbeddedStore::in_memory());
-    let route = StatusHook {
-        config: RelayConfig {
-            repository: "Codertocat/Hello-World".into(),
-            ..RelayConfig::default()
-        },
-        store: store.clone(),
-        notifier: Arc::new(RecordingNotifier::default()),
+    let config = RelayConfig {
+        repository: "Codertocat/Hello-World".into(),
+        ..RelayConfig::default()
     };
-    let webhook = Webhook::new(
-        route,
-        WebhookSecrets {
-            current: Secret::new(TEST_SECRET),
-            previous: None,
-        },
-        store,
-    );
+    let webhook = test_relay(
+        config,
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(RecordingNotifier::default()),
+        build_relay::clock::system(),
+    )
+    .status_hook();
     for (n, file) in webhook_fixtures("status").into_iter().enumerate() {
         let body = std::fs::read(&file).unwrap();
         let headers = github_headers("status", &format!("fixture-{n}"), &body, TEST_SECRET);

@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use build_relay::broadcast::{ConnectionsApi, ManagementApi, PostError};
-use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
 use build_relay::github::GitHub;
-use build_relay::github::dry_run::DryRun;
-use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::store::embedded::EmbeddedStore;
 use build_relay::store::{Connection, Store};
 use build_relay::{cable, clock};
 use futures_util::{SinkExt, StreamExt};
-use integration_tests::fake_github::{self, FakeGitHub};
+use integration_tests::fake_github::FakeGitHub;
 use integration_tests::*;
-use relay_local::{Gateway, GatewayOptions, Running};
+use relay_local::Running;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,12 +24,6 @@ const KEY_A: &str = "key-for-smokey-a-0123456789";
 const KEY_B: &str = "key-for-smokey-b-0123456789";
 const SHA: &str = "9049f1265b7d61be4a8904a9a27120d2064dab3b";
 
-/// GitHub for tests that make no GitHub calls: a dry run whose reads go nowhere.
-fn no_github() -> Arc<dyn GitHub> {
-    let nowhere = OctocrabGitHub::new("http://127.0.0.1:9", None, fake_github::REPO).unwrap();
-    Arc::new(DryRun::new(Arc::new(nowhere)))
-}
-
 async fn gateway_with(store: Arc<dyn Store>, ping_interval: Duration) -> Running {
     gateway_on(store, ping_interval, no_github()).await
 }
@@ -42,24 +33,8 @@ async fn gateway_on(
     ping_interval: Duration,
     github: Arc<dyn GitHub>,
 ) -> Running {
-    Gateway::start(GatewayOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        store,
-        relay: RelayConfig::default(),
-        secrets: WebhookSecrets {
-            current: Secret::new(TEST_SECRET),
-            previous: None,
-        },
-        ping_interval,
-        client_keys: vec![
-            ("smokey-a".into(), KEY_A.into()),
-            ("smokey-b".into(), KEY_B.into()),
-        ],
-        github,
-        post_latency: Duration::ZERO,
-    })
-    .await
-    .unwrap()
+    let keys = [("smokey-a", KEY_A), ("smokey-b", KEY_B)];
+    local_gateway(store, ping_interval, github, &keys).await
 }
 
 /// A gateway whose pings stay out of the way of the frames a test looks for.

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use build_relay::answer::Answer;
 use build_relay::cable;
-use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
-use build_relay::github::retry::RetryPolicy;
+use build_relay::config::RelayConfig;
 use build_relay::handlers::push::{DEPLOY_HISTORY, PushHook};
 use build_relay::handlers::webhook::Webhook;
 use build_relay::notify::SmokeyMessage;
@@ -28,31 +27,19 @@ struct Harness {
     github: FakeGitHub,
 }
 
-fn quick_retries() -> RetryPolicy {
-    RetryPolicy {
-        attempts: 3,
-        first_backoff: Duration::from_millis(10),
-        budget: Duration::from_secs(3),
-    }
-}
-
 async fn harness_with(backend: Backend, config: RelayConfig) -> Harness {
     let store = store(backend).await;
     let notifier = Arc::new(FlakyNotifier::default());
     let github = FakeGitHub::start().await;
-    let route = PushHook {
-        config: config.clone(),
-        store: Arc::clone(&store),
-        notifier: notifier.clone(),
-        github: github.client_for(&config.repository),
-        retry: quick_retries(),
-    };
-    let secrets = WebhookSecrets {
-        current: Secret::new(TEST_SECRET),
-        previous: None,
-    };
+    let client = github.client_for(&config.repository);
+    let relay = test_relay(
+        config,
+        Arc::clone(&store),
+        notifier.clone(),
+        build_relay::clock::system(),
+    );
     Harness {
-        webhook: Webhook::new(route, secrets, Arc::clone(&store)),
+        webhook: relay.push_hook(client),
         store,
         notifier,
         github,
@@ -442,7 +429,49 @@ async fn other_branches_tags_and_deletions_make_no_call(backend: Backend) {
     assert!(h.history_outcomes().await.is_empty());
 }
 
+async fn a_replayed_push_has_no_second_effect(backend: Backend) {
+    let h = harness(backend).await;
+    h.github
+        .answer("PATCH", REF_DEPLOY, 200, ref_updated())
+        .await;
+    let first = h.deliver("d1", &push("refs/heads/master", AFTER)).await;
+    assert!(first.reason.starts_with("Moved deploy"), "{first:?}");
+    // The same signed body again under a new delivery id, as a replay would send it.
+    let replay = h.deliver("replay", &push("refs/heads/master", AFTER)).await;
+    assert_eq!(replay.status, StatusCode::OK, "{replay:?}");
+    assert!(replay.reason.contains("done already"), "{replay:?}");
+    assert_eq!(h.ref_updates().await.len(), 1);
+    assert_eq!(h.notifier.messages().len(), 1, "one deploy_updated");
+}
+
+async fn a_push_of_a_commit_github_lacks_is_answered_200(backend: Backend) {
+    let h = harness(backend).await;
+    h.github
+        .answer(
+            "PATCH",
+            REF_DEPLOY,
+            422,
+            error_body("Object does not exist"),
+        )
+        .await;
+    h.github
+        .answer(
+            "GET",
+            &format!("/compare/{AFTER}...deploy"),
+            404,
+            error_body("Not Found"),
+        )
+        .await;
+    let answer = h.deliver("d1", &push("refs/heads/master", AFTER)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert!(answer.reason.contains("404"), "{answer:?}");
+    assert!(h.notifier.messages().is_empty());
+    assert_eq!(h.history_outcomes().await, ["unknown-commit"]);
+}
+
 on_both_stores!(
+    a_replayed_push_has_no_second_effect,
+    a_push_of_a_commit_github_lacks_is_answered_200,
     a_push_to_master_fast_forwards_deploy,
     a_late_push_already_on_deploy_is_fine,
     a_diverged_deploy_is_reported_never_forced,

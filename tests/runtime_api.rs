@@ -308,7 +308,7 @@ async fn ws_keepalive_pings_every_connection() {
         .await;
     assert_eq!(
         answer,
-        json!({ "rounds": 2, "sent": 2, "gone": 0, "failed_rounds": 0 })
+        json!({ "rounds": 2, "sent": 2, "gone": 0, "failed": 0, "stale_rounds": 0 })
     );
     assert!(world.posted().await.iter().all(|f| f["type"] == "ping"));
 }

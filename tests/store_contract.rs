@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use build_relay::store::*;
-use build_relay::store::{Claim, ClaimRecord, HistoryEntry};
+use build_relay::store::{Claim, ClaimRecord, ClaimState, HistoryEntry};
 use integration_tests::{Backend, on_both_stores, store};
 
 const NOW: i64 = 1_700_000_000;
@@ -342,18 +342,100 @@ async fn a_claim_has_one_holder(backend: Backend) {
             .count(),
         1
     );
-    store
-        .update_claim("merge/7@abc", "d9", "merged", NOW + 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.claim("merge/7@abc", "d10", NOW + 2).await.unwrap(),
-        Claim::Held(ClaimRecord {
-            owner: "d9".into(),
-            claimed_at: NOW + 1,
-            state: "merged".into()
+    let Claim::Held(held) = store.claim("merge/7@abc", "d9", NOW).await.unwrap() else {
+        panic!("one of d0..d5 holds it");
+    };
+    // Six deliveries try to move it on from what they all read: one succeeds.
+    let swaps = (0..6).map(|i| {
+        let (store, held) = (Arc::clone(&store), held.clone());
+        tokio::spawn(async move {
+            let mine = ClaimRecord {
+                owner: format!("s{i}"),
+                claimed_at: NOW + 1,
+                state: ClaimState::Merged,
+            };
+            store.swap_claim("merge/7@abc", &held, &mine).await.unwrap()
         })
+    });
+    let swapped = futures_util::future::join_all(swaps).await;
+    assert_eq!(swapped.iter().filter(|s| *s.as_ref().unwrap()).count(), 1);
+    let Claim::Held(now_held) = store.claim("merge/7@abc", "d10", NOW + 2).await.unwrap() else {
+        panic!("still held");
+    };
+    assert_eq!(now_held.state, ClaimState::Merged);
+    assert_eq!(now_held.claimed_at, NOW + 1);
+    assert!(now_held.owner.starts_with('s'));
+    assert!(
+        !store
+            .swap_claim("merge/7@abc", &held, &now_held)
+            .await
+            .unwrap(),
+        "a swap from a record that is no longer there changes nothing"
     );
+}
+
+/// Claims as version one wrote them (state names as plain strings) read back typed.
+#[tokio::test]
+async fn claims_written_by_version_one_read_back_on_dynamodb() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let store = integration_tests::moto_store().await;
+    for (key, state) in [
+        ("merge/1@a", "announced"),
+        ("merge/2@b", "failed"),
+        ("merge/3@c", "merged-elsewhere"),
+    ] {
+        integration_tests::dynamodb_client(&integration_tests::dynamodb_endpoint())
+            .put_item()
+            .table_name(&store.tables().main)
+            .item("pk", S(format!("claim#{key}")))
+            .item("sk", S("claim".into()))
+            .item("owner", S("v1-delivery".into()))
+            .item("claimed_at", N(NOW.to_string()))
+            .item("state", S(state.into()))
+            .item("expires_at", N((NOW + 86_400).to_string()))
+            .send()
+            .await
+            .unwrap();
+        let Claim::Held(held) = store.claim(key, "d", NOW).await.unwrap() else {
+            panic!("{key} is held");
+        };
+        assert_eq!(held.state.as_str(), state);
+        assert_eq!(held.owner, "v1-delivery");
+    }
+}
+
+/// The embedded store's file as version one wrote it loads, claims included.
+#[tokio::test]
+async fn a_state_file_written_by_version_one_loads() {
+    let dir = std::env::temp_dir().join(format!("relay-v1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "deliveries": { "d1": { "started_at": NOW, "end": "handled", "outcome": "Merged #7" } },
+            "statuses": {}, "verdicts": {}, "deployed": { "abc": NOW }, "history": {},
+            "claims": {
+                "merge/7@abc": { "owner": "d1", "claimed_at": NOW, "state": "announced" },
+                "merge/8@def": { "owner": "d2", "claimed_at": NOW, "state": "refused" }
+            },
+            "connections": {}, "client_keys": {}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let store = build_relay::store::embedded::EmbeddedStore::open(&file).unwrap();
+    for (key, state) in [
+        ("merge/7@abc", ClaimState::Announced),
+        ("merge/8@def", ClaimState::Refused),
+    ] {
+        let Claim::Held(held) = store.claim(key, "d9", NOW).await.unwrap() else {
+            panic!("{key} is held");
+        };
+        assert_eq!(held.state, state);
+    }
+    assert!(store.is_deployed("abc").await.unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 on_both_stores!(

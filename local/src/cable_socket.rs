@@ -11,10 +11,9 @@ use axum::response::Response;
 use build_relay::cable::MAX_FRAME_BYTES;
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
-use tokio::sync::mpsc;
 
 use crate::gateway::App;
-use crate::peers::{Outgoing, new_connection_id};
+use crate::peers::{Outbox, Outgoing, new_connection_id};
 
 /// API Gateway's largest WebSocket message; frames are limited to 32 KB separately.
 const MAX_MESSAGE_BYTES: usize = 128 * 1024;
@@ -60,8 +59,8 @@ fn event(
 async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: Option<String>) {
     let id = new_connection_id();
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    app.peers.add(&id, tx, source, user_agent);
+    let (outbox, mut rx) = Outbox::new();
+    app.peers.add(&id, outbox.clone(), source, user_agent);
 
     let connected = app
         .sockets
@@ -73,8 +72,10 @@ async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: O
         return;
     }
 
+    let writer_outbox = outbox.clone();
     let writer = tokio::spawn(async move {
         while let Some(outgoing) = rx.recv().await {
+            let bytes = outgoing.bytes();
             let frame = match outgoing {
                 Outgoing::Text(text) => Message::Text(text.into()),
                 Outgoing::Close { code, reason } => Message::Close(Some(CloseFrame {
@@ -83,14 +84,24 @@ async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: O
                 })),
             };
             let closing = matches!(frame, Message::Close(_));
-            if sink.send(frame).await.is_err() || closing {
+            let sent = sink.send(frame).await;
+            writer_outbox.sent(bytes);
+            if sent.is_err() || closing {
                 break;
             }
         }
         let _ = sink.close().await;
     });
 
-    while let Some(Ok(frame)) = stream.next().await {
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = outbox.dropped() => {
+                writer.abort();
+                break;
+            }
+        };
+        let Some(Ok(frame)) = frame else { break };
         app.peers.touch(&id);
         let body = match frame {
             Message::Text(text) => text.to_string(),

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,22 +15,21 @@ use build_relay::config::{RelayConfig, WebhookSecrets};
 use build_relay::github::GitHub;
 use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::keepalive::Keepalive;
-use build_relay::handlers::pull_request::{
-    PrMerge, PullRequestHook, PullRequestRoutes, PullRequests,
-};
+use build_relay::handlers::pull_request::PullRequestRoutes;
 use build_relay::handlers::push::PushHook;
 use build_relay::handlers::status::StatusHook;
 use build_relay::handlers::webhook::{Endpoint, Webhook};
 use build_relay::handlers::ws::Sockets;
 use build_relay::intake::MAX_BODY_BYTES;
 use build_relay::keys;
+use build_relay::relay::Relay;
 use build_relay::store::Store;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::peers::Peers;
-use crate::{cable_socket, management};
+use crate::{cable_socket, management, server};
 
 pub struct GatewayOptions {
     pub listen: SocketAddr,
@@ -49,6 +49,8 @@ pub struct GatewayOptions {
 /// What the routes share.
 pub struct App {
     pub peers: Peers,
+    /// Webhook deliveries being handled; shutdown waits for them.
+    pub deliveries: Deliveries,
     pub post_latency: Duration,
     pub sockets: Sockets,
     pub status: Webhook<StatusHook>,
@@ -60,6 +62,7 @@ pub struct App {
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    app: Arc<App>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     keepalive: JoinHandle<()>,
@@ -101,44 +104,27 @@ impl Gateway {
         // The handlers post through the real SDK client, to this very gateway.
         let api = Arc::new(ManagementApi::local(&format!("http://{addr}")));
         let broadcaster = Broadcaster::new(Arc::clone(&store), api.clone());
-        let notifier = Arc::new(broadcaster.clone());
-        let status = StatusHook {
-            config: options.relay.clone(),
-            store: Arc::clone(&store),
-            notifier: notifier.clone(),
-        };
-        let push = PushHook {
-            config: options.relay.clone(),
-            store: Arc::clone(&store),
-            notifier: notifier.clone(),
-            github: Arc::clone(&options.github),
-            retry: RetryPolicy::default(),
-        };
-        let pulls = Arc::new(PullRequests {
+        let clock = build_relay::clock::system();
+        let relay = Relay {
             config: options.relay,
+            secrets: options.secrets,
             store: Arc::clone(&store),
-            notifier,
-            github: options.github,
+            notifier: Arc::new(broadcaster.clone()),
+            clock: Arc::clone(&clock),
             retry: RetryPolicy::default(),
-        });
-        let secrets = options.secrets;
+        };
         let app = Arc::new(App {
             peers: Peers::default(),
+            deliveries: Deliveries::default(),
             post_latency: options.post_latency,
             sockets: Sockets {
                 store: Arc::clone(&store),
                 api,
+                clock: Arc::clone(&clock),
             },
-            status: Webhook::new(status, secrets.clone(), Arc::clone(&store)),
-            push: Webhook::new(push, secrets.clone(), Arc::clone(&store)),
-            pulls: PullRequestRoutes {
-                hook: Webhook::new(
-                    PullRequestHook(Arc::clone(&pulls)),
-                    secrets.clone(),
-                    Arc::clone(&store),
-                ),
-                merge: Webhook::new(PrMerge(pulls), secrets, Arc::clone(&store)),
-            },
+            status: relay.status_hook(),
+            push: relay.push_hook(Arc::clone(&options.github)),
+            pulls: relay.pull_request_routes(options.github),
         });
 
         let router = Router::new()
@@ -156,28 +142,27 @@ impl Gateway {
             )
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 64 * 1024))
-            .with_state(app);
+            .layer(axum::middleware::from_fn(|request, next| {
+                server::refuse_oversized(MAX_BODY_BYTES, request, next)
+            }))
+            .with_state(Arc::clone(&app));
+        let app_handle = app;
 
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let server = tokio::spawn(server::serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
         let keepalive = Keepalive {
             broadcaster,
             interval: options.ping_interval,
+            clock,
         };
         let keepalive = tokio::spawn(async move { keepalive.run_forever().await });
         tracing::info!(%addr, "relay-local serving");
         Ok(Running {
             addr,
             store,
+            app: Arc::clone(&app_handle),
             shutdown,
             server,
             keepalive,
@@ -190,23 +175,43 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// Bytes of frames waiting to go out to connection `id`; `None` when it is not open.
+    pub fn queued(&self, id: &str) -> Option<usize> {
+        self.app.peers.queued(id)
+    }
+
     /// What Smokey's `metasmoke_ws_host` should be.
     pub fn cable_url(&self) -> String {
         format!("ws://{}/cable", self.addr)
     }
 
-    /// Stops accepting, lets requests in flight finish, and stops the pings.
+    /// Stops gracefully: new webhooks get 503 while those in flight finish (their answers
+    /// and the frames they send: @connections keeps serving meanwhile), the pings stop,
+    /// every WebSocket gets a close frame with 1001 "going away", then the server drains.
     pub async fn stop(self) {
+        self.app.deliveries.drain(server::DRAIN_TIMEOUT).await;
         self.keepalive.abort();
+        let closing = self
+            .app
+            .peers
+            .close_all(GOING_AWAY, "relay-local is stopping");
+        // Let the close frames go out before the runtime ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.app.peers.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = self.shutdown.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        let _ =
+            tokio::time::timeout(server::DRAIN_TIMEOUT + Duration::from_secs(1), self.server).await;
+        tracing::info!(closed = closing, "relay-local stopped");
     }
 
-    /// Serves until the server fails or the process is interrupted (Ctrl-C).
+    /// Serves until the server fails or the process is told to stop (SIGTERM, or SIGINT
+    /// from Ctrl-C), then stops gracefully.
     pub async fn until_interrupted(mut self) -> std::io::Result<()> {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; stopping");
+            signal = stop_signal() => {
+                tracing::info!(signal, "stopping");
                 self.stop().await;
                 Ok(())
             }
@@ -215,6 +220,27 @@ impl Running {
                 result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
         }
+    }
+}
+
+/// RFC 6455's close code for an endpoint that is going away.
+const GOING_AWAY: u16 = 1001;
+
+/// Resolves with the name of the first stop signal received.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -234,12 +260,50 @@ async fn install_client_keys(
     Ok(())
 }
 
+/// The webhook deliveries in flight, and whether new ones are still taken.
+#[derive(Default)]
+pub struct Deliveries {
+    stopping: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Deliveries {
+    /// Takes no new deliveries from now on, and waits (up to `patience`) for those in flight.
+    async fn drain(&self, patience: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Counts a delivery in flight while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve(
+    app: &App,
     endpoint: &dyn Endpoint,
     uri: &http::Uri,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Counted before the check, so that drain never misses one that got past it.
+    app.deliveries.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _counted = InFlight(&app.deliveries.in_flight);
+    if app.deliveries.stopping.load(Ordering::SeqCst) {
+        return build_relay::answer::Answer::unavailable(
+            "relay-local is stopping; redeliver later",
+        )
+        .into_http()
+        .into_response();
+    }
     endpoint
         .serve(uri.path(), headers, body.to_vec())
         .await
@@ -253,7 +317,7 @@ async fn status_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&app.status, &uri, &headers, body).await
+    serve(&app, &app.status, &uri, &headers, body).await
 }
 
 async fn push_hook(
@@ -262,7 +326,7 @@ async fn push_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&app.push, &uri, &headers, body).await
+    serve(&app, &app.push, &uri, &headers, body).await
 }
 
 async fn pull_requests(
@@ -271,7 +335,7 @@ async fn pull_requests(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&app.pulls, &uri, &headers, body).await
+    serve(&app, &app.pulls, &uri, &headers, body).await
 }
 
 async fn index() -> &'static str {

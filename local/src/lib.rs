@@ -8,5 +8,6 @@ pub mod demo;
 pub mod gateway;
 pub mod management;
 pub mod peers;
+pub mod server;
 
 pub use gateway::{Gateway, GatewayOptions, Running};

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -27,8 +28,58 @@ pub struct PeerInfo {
     pub user_agent: Option<String>,
 }
 
-struct Peer {
+/// The most bytes of frames that may wait for one client. A client that does not read
+/// (its TCP window closed) is dropped when it would pass this, as API Gateway drops it, so
+/// the gateway holds at most this much for each such client.
+pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+
+/// The sending half of one socket: frames in, and what is still waiting to go out.
+#[derive(Clone)]
+pub struct Outbox {
     tx: mpsc::UnboundedSender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    /// A new outbox, and the writer's end of it.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Self {
+            tx,
+            queued: Arc::default(),
+            dropped: Arc::default(),
+        };
+        (outbox, rx)
+    }
+
+    /// The writer calls this once a frame of `bytes` went out.
+    pub fn sent(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::SeqCst);
+    }
+
+    /// Resolves when the gateway dropped the client for not reading.
+    pub async fn dropped(&self) {
+        self.dropped.notified().await;
+    }
+
+    /// Bytes waiting to go out.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+}
+
+impl Outgoing {
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Close { reason, .. } => reason.len() + 2,
+        }
+    }
+}
+
+struct Peer {
+    outbox: Outbox,
     info: PeerInfo,
 }
 
@@ -45,13 +96,7 @@ pub fn new_connection_id() -> String {
 }
 
 impl Peers {
-    pub fn add(
-        &self,
-        id: &str,
-        tx: mpsc::UnboundedSender<Outgoing>,
-        source: SocketAddr,
-        user_agent: Option<String>,
-    ) {
+    pub fn add(&self, id: &str, outbox: Outbox, source: SocketAddr, user_agent: Option<String>) {
         let now = Utc::now();
         let info = PeerInfo {
             connected_at: now,
@@ -59,7 +104,7 @@ impl Peers {
             source,
             user_agent,
         };
-        self.lock().insert(id.to_string(), Peer { tx, info });
+        self.lock().insert(id.to_string(), Peer { outbox, info });
     }
 
     pub fn remove(&self, id: &str) {
@@ -72,17 +117,41 @@ impl Peers {
         }
     }
 
-    /// Queues a frame; false when the connection is gone.
+    /// Queues a frame; false when the connection is gone, or is dropped now because it
+    /// does not read what it is sent.
     pub fn send(&self, id: &str, outgoing: Outgoing) -> bool {
         let mut open = self.lock();
-        match open.get(id) {
-            Some(peer) if peer.tx.send(outgoing).is_ok() => true,
-            Some(_) => {
-                open.remove(id);
-                false
-            }
-            None => false,
+        let Some(peer) = open.get(id) else {
+            return false;
+        };
+        let bytes = outgoing.bytes();
+        let outbox = &peer.outbox;
+        if outbox.queued.load(Ordering::SeqCst) + bytes > MAX_QUEUED_BYTES {
+            tracing::warn!(connection = %id, queued = outbox.queued(), "client does not read; dropping it");
+            outbox.dropped.notify_one();
+            open.remove(id);
+            return false;
         }
+        outbox.queued.fetch_add(bytes, Ordering::SeqCst);
+        if outbox.tx.send(outgoing).is_ok() {
+            return true;
+        }
+        open.remove(id);
+        false
+    }
+
+    /// Bytes waiting to go out to `id`.
+    pub fn queued(&self, id: &str) -> Option<usize> {
+        self.lock().get(id).map(|p| p.outbox.queued())
+    }
+
+    /// Sends every open socket a close frame; how many there were.
+    pub fn close_all(&self, code: u16, reason: &'static str) -> usize {
+        let open = self.lock();
+        for peer in open.values() {
+            let _ = peer.outbox.tx.send(Outgoing::Close { code, reason });
+        }
+        open.len()
     }
 
     pub fn info(&self, id: &str) -> Option<PeerInfo> {

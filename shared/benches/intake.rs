@@ -16,12 +16,13 @@ use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
 use build_relay::github::dry_run::DryRun;
 use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::github::retry::RetryPolicy;
-use build_relay::handlers::pull_request::{PullRequestHook, PullRequests};
+use build_relay::handlers::pull_request::PullRequestHook;
 use build_relay::handlers::push::PushHook;
 use build_relay::handlers::status::StatusHook;
-use build_relay::handlers::webhook::{Plan, Route};
+use build_relay::handlers::webhook::{Plan, Route, Webhook};
 use build_relay::intake;
 use build_relay::notify::RecordingNotifier;
+use build_relay::relay::Relay;
 use build_relay::rules;
 use build_relay::store::embedded::EmbeddedStore;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -64,9 +65,9 @@ fn floor(body: &[u8]) -> serde_json::Value {
 
 struct Routes {
     secrets: WebhookSecrets,
-    status: StatusHook,
-    push: PushHook,
-    pull_request: PullRequestHook,
+    status: Webhook<StatusHook>,
+    push: Webhook<PushHook>,
+    pull_request: Webhook<PullRequestHook>,
 }
 
 fn routes() -> Routes {
@@ -79,30 +80,23 @@ fn routes() -> Routes {
     let notifier = Arc::new(RecordingNotifier::default());
     let reads = OctocrabGitHub::new("http://127.0.0.1:9", None, &config.repository).unwrap();
     let github = Arc::new(DryRun::new(Arc::new(reads)));
+    let secrets = WebhookSecrets {
+        current: Secret::new(String::from_utf8(SECRET.to_vec()).unwrap()),
+        previous: None,
+    };
+    let relay = Relay {
+        config,
+        secrets: secrets.clone(),
+        store,
+        notifier,
+        clock: build_relay::clock::system(),
+        retry: RetryPolicy::default(),
+    };
     Routes {
-        secrets: WebhookSecrets {
-            current: Secret::new(String::from_utf8(SECRET.to_vec()).unwrap()),
-            previous: None,
-        },
-        status: StatusHook {
-            config: config.clone(),
-            store: store.clone(),
-            notifier: notifier.clone(),
-        },
-        push: PushHook {
-            config: config.clone(),
-            store: store.clone(),
-            notifier: notifier.clone(),
-            github: github.clone(),
-            retry: RetryPolicy::default(),
-        },
-        pull_request: PullRequestHook(Arc::new(PullRequests {
-            config,
-            store,
-            notifier,
-            github,
-            retry: RetryPolicy::default(),
-        })),
+        secrets,
+        status: relay.status_hook(),
+        push: relay.push_hook(github.clone()),
+        pull_request: relay.pull_request_routes(github).hook,
     }
 }
 
@@ -133,7 +127,8 @@ fn bench(c: &mut Criterion) {
             let delivery =
                 intake::accept(&status_headers, black_box(&status).clone(), &routes.secrets)
                     .unwrap();
-            let Ok(Plan::Act { work, .. }) = routes.status.plan(&delivery.event, &delivery.body)
+            let Ok(Plan::Act { work, .. }) =
+                routes.status.route.plan(&delivery.event, &delivery.body)
             else {
                 panic!()
             };
@@ -147,7 +142,7 @@ fn bench(c: &mut Criterion) {
             let delivery =
                 intake::accept(&push_headers, black_box(&push).clone(), &routes.secrets).unwrap();
             matches!(
-                routes.push.plan(&delivery.event, &delivery.body),
+                routes.push.route.plan(&delivery.event, &delivery.body),
                 Ok(Plan::Act { .. })
             )
         })
@@ -158,8 +153,10 @@ fn bench(c: &mut Criterion) {
             let delivery =
                 intake::accept(&opened_headers, black_box(&opened).clone(), &routes.secrets)
                     .unwrap();
-            let Ok(Plan::Act { work, .. }) =
-                routes.pull_request.plan(&delivery.event, &delivery.body)
+            let Ok(Plan::Act { work, .. }) = routes
+                .pull_request
+                .route
+                .plan(&delivery.event, &delivery.body)
             else {
                 panic!()
             };

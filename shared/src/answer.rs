@@ -18,9 +18,6 @@ impl Answer {
     pub fn ok(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::OK, reason)
     }
-    pub fn accepted(reason: impl Into<String>) -> Self {
-        Self::new(StatusCode::ACCEPTED, reason)
-    }
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason)
     }

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::cable;
 use crate::notify::{Notifier, NotifyError, Reach, SmokeyMessage};
-use crate::store::Store;
+use crate::store::{Connection, Store};
 
 /// Posts in flight at once. API Gateway's management API throttles per account, and the
 /// handful of Smokey instances never need more; enough to keep 1,000 connections under a
@@ -64,6 +64,7 @@ impl ManagementApi {
                 "relay-local",
             ))
             .endpoint_url(endpoint)
+            .timeout_config(crate::setup::aws_timeouts())
             .build();
         Self {
             client: Client::from_conf(config),
@@ -102,7 +103,6 @@ pub struct Broadcaster {
 #[derive(Debug, Default)]
 struct Round {
     reach: Reach,
-    failed: usize,
     last_error: Option<String>,
 }
 
@@ -115,17 +115,18 @@ impl Broadcaster {
         &self.api
     }
 
-    /// Sends a keepalive ping to every connection, subscribed or not.
-    pub async fn ping_all(&self, now: i64) -> Result<Reach, NotifyError> {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Sends a keepalive ping to each of `connections`, subscribed or not.
+    pub async fn ping(&self, connections: &[Connection], now: i64) -> Reach {
         let frame = cable::ping(now);
-        let posts = self
-            .store
-            .connections(now)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, frame.clone()))
+        let posts = connections
+            .iter()
+            .map(|c| (c.id.clone(), frame.clone()))
             .collect();
-        self.post_all(posts).await.into_result()
+        self.post_all(posts).await.reach
     }
 
     async fn post_all(&self, posts: Vec<(String, String)>) -> Round {
@@ -153,7 +154,7 @@ impl Broadcaster {
                 },
                 Err(PostError::Failed(error)) => {
                     tracing::warn!(connection = %id, %error, "post to connection failed");
-                    round.failed += 1;
+                    round.reach.failed += 1;
                     round.last_error = Some(error);
                 }
             }
@@ -163,14 +164,20 @@ impl Broadcaster {
 }
 
 impl Round {
+    /// One connection's failure must not fail the message for the others: the message
+    /// counts as sent when any connection took it, or when there was nobody to send it to.
+    /// Only when every post failed (the @connections endpoint itself is down) may a
+    /// redelivery do better.
     fn into_result(self) -> Result<Reach, NotifyError> {
         match self.last_error {
-            None => Ok(self.reach),
-            Some(last_error) => Err(NotifyError::Incomplete {
-                failed: self.failed,
-                attempted: self.failed + self.reach.sent + self.reach.gone,
-                last_error,
-            }),
+            Some(last_error) if self.reach.sent == 0 && self.reach.gone == 0 => {
+                Err(NotifyError::Incomplete {
+                    failed: self.reach.failed,
+                    attempted: self.reach.failed,
+                    last_error,
+                })
+            }
+            _ => Ok(self.reach),
         }
     }
 }
@@ -179,16 +186,25 @@ impl Round {
 impl Notifier for Broadcaster {
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
         let value = message.to_value();
-        let mut posts = Vec::new();
+        let (mut posts, mut oversized, mut largest) = (Vec::new(), 0, 0);
         for connection in self.store.connections(crate::clock::now()).await? {
             for identifier in &connection.subscriptions {
                 let frame = cable::message(identifier, &value);
                 if frame.len() > cable::MAX_FRAME_BYTES {
-                    return Err(NotifyError::TooLarge(frame.len()));
+                    // API Gateway would close the socket: skip this one subscription.
+                    tracing::warn!(connection = %connection.id, bytes = frame.len(), "frame over the 32 KB limit; not sent to this connection");
+                    oversized += 1;
+                    largest = largest.max(frame.len());
+                    continue;
                 }
                 posts.push((connection.id.clone(), frame));
             }
         }
-        self.post_all(posts).await.into_result()
+        if posts.is_empty() && oversized > 0 {
+            return Err(NotifyError::TooLarge(largest));
+        }
+        let mut reach = self.post_all(posts).await.into_result()?;
+        reach.failed += oversized;
+        Ok(reach)
     }
 }

@@ -8,6 +8,16 @@ pub const CHANNEL: &str = "SmokeDetectorChannel";
 /// nothing larger from a client is read.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
+/// The longest identifier a subscription may have, as it stands escaped in a frame. Every
+/// frame to a subscription carries it, and the largest message (a trimmed `deploy_updated`)
+/// leaves 1 KB of the 32 KB for it and the envelope. Smokey's is under 100 bytes.
+pub const MAX_IDENTIFIER_BYTES: usize = 768;
+
+/// Whether frames to a subscription with this identifier can always be delivered.
+pub fn identifier_fits(identifier: &str) -> bool {
+    serde_json::to_string(identifier).is_ok_and(|escaped| escaped.len() <= MAX_IDENTIFIER_BYTES)
+}
+
 /// What a client's frame asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -138,6 +148,16 @@ mod tests {
         );
         assert!(reject_subscription(identifier).ends_with(r#""type":"reject_subscription"}"#));
         assert_eq!(ping(1700000000), r#"{"type":"ping","message":1700000000}"#);
+    }
+
+    #[test]
+    fn identifiers_that_could_crowd_out_a_message_do_not_fit() {
+        let smokey = r#"{"channel":"SmokeDetectorChannel","key":"abc"}"#;
+        assert!(identifier_fits(smokey));
+        assert!(identifier_fits(&"k".repeat(MAX_IDENTIFIER_BYTES - 2)));
+        assert!(!identifier_fits(&"k".repeat(MAX_IDENTIFIER_BYTES - 1)));
+        // Escaping counts: quotes take two bytes each.
+        assert!(!identifier_fits(&"\"".repeat(MAX_IDENTIFIER_BYTES / 2)));
     }
 
     #[test]

@@ -62,9 +62,7 @@ pub fn accept(
             "Signature does not match",
         ));
     }
-    if header(headers, "content-type")
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
-    {
+    if header(headers, "content-type").is_some_and(is_form_encoded) {
         return Err(Answer::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Form-encoded payloads are not supported: set the webhook's content type to application/json",
@@ -88,6 +86,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
+}
+
+/// Media types compare without regard to case (RFC 9110 §8.3.1), parameters aside.
+fn is_form_encoded(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
 fn parse_signature(header: &str) -> Option<Vec<u8>> {
@@ -236,5 +240,29 @@ mod tests {
         let answer = accept(&h, body, &secrets("s", None)).unwrap_err();
         assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert!(answer.reason.contains("application/json"));
+    }
+
+    #[test]
+    fn form_encoding_is_recognised_in_any_case_and_with_parameters() {
+        let body = b"payload=%7B%7D".to_vec();
+        for content_type in [
+            "Application/X-WWW-Form-Urlencoded",
+            "APPLICATION/X-WWW-FORM-URLENCODED; charset=utf-8",
+            " application/x-www-form-urlencoded ",
+        ] {
+            let mut h = headers(Some(&sign(b"s", &body)));
+            h.insert("content-type", content_type.parse().unwrap());
+            let answer = accept(&h, body.clone(), &secrets("s", None)).unwrap_err();
+            assert_eq!(
+                answer.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type}"
+            );
+        }
+        for content_type in ["application/json", "Application/JSON; charset=utf-8"] {
+            let mut h = headers(Some(&sign(b"s", &body)));
+            h.insert("content-type", content_type.parse().unwrap());
+            assert!(accept(&h, body.clone(), &secrets("s", None)).is_ok());
+        }
     }
 }

@@ -1,8 +1,27 @@
 //! build-relay: SmokeDetector's build infrastructure as AWS Lambda functions.
 //!
-//! Everything the function binaries and the local gateway have in common lives here:
-//! configuration, webhook intake, GitHub payload types, the pure decision rules, storage,
-//! the ActionCable frames and the broadcaster, and one handler per function.
+//! Everything the function binaries and the local gateway have in common lives here.
+//!
+//! # Map
+//!
+//! - [`relay`]: the composition root; every webhook route is built there from its parts.
+//! - [`setup`]: cold start for the function binaries (settings, secrets, AWS clients).
+//! - [`intake`]: raw request -> verified delivery (signature, headers, size).
+//! - [`handlers`]: one per function, and the pipeline they share ([`handlers::webhook`]):
+//!   plan without effects, the delivery ledger, the effects, the answer.
+//! - [`rules`]: the decisions, as pure functions returning enums.
+//! - [`store`]: the storage interface and its DynamoDB and embedded implementations.
+//! - [`github`]: the GitHub interface, octocrab behind it, payload types, retries.
+//! - [`cable`], [`notify`], [`broadcast`]: frames for Smokey and their fan-out.
+//! - [`clock`], [`config`], [`secrets`], [`keys`], [`logging`], [`answer`]: the small parts.
+//!
+//! # One webhook
+//!
+//! `Webhook::handle` gives the delivery 8 s: [`intake::accept`] verifies it, the route's
+//! `plan` parses and screens it, the ledger admits it once, the route's `act` asks
+//! [`rules`] what to do and does it (GitHub, the store, the notifier), and the answer is
+//! 200, or 503 when a redelivery could do better. `docs/ARCHITECTURE.md` walks an approval
+//! through every step and says where a change belongs.
 
 pub mod answer;
 pub mod broadcast;
@@ -15,6 +34,7 @@ pub mod intake;
 pub mod keys;
 pub mod logging;
 pub mod notify;
+pub mod relay;
 pub mod rules;
 pub mod secrets;
 pub mod setup;

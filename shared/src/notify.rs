@@ -20,6 +20,15 @@ pub enum SmokeyMessage {
 }
 
 impl SmokeyMessage {
+    /// The message's key in the frame, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::CommitStatus(_) => "commit_status",
+            Self::DeployUpdated(_) => "deploy_updated",
+            Self::Chat(_) => "chat message",
+        }
+    }
+
     /// The value of the frame's `message` key.
     pub fn to_value(&self) -> Value {
         match self {
@@ -58,6 +67,9 @@ pub struct Reach {
     pub sent: usize,
     /// Connections found gone (410) and removed.
     pub gone: usize,
+    /// Posts that failed otherwise (or frames too large for one subscription): skipped,
+    /// counted and logged.
+    pub failed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +112,10 @@ impl Notifier for RecordingNotifier {
             .lock()
             .expect("not poisoned")
             .push(message.clone());
-        Ok(Reach { sent: 1, gone: 0 })
+        Ok(Reach {
+            sent: 1,
+            ..Reach::default()
+        })
     }
 }
 

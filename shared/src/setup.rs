@@ -6,24 +6,41 @@
 //! waits on no network at start.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::broadcast::{Broadcaster, ManagementApi};
+use crate::clock;
 use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Tables};
 use crate::github::GitHub;
 use crate::github::octocrab_client::OctocrabGitHub;
 use crate::github::retry::RetryPolicy;
 use crate::handlers::keepalive::Keepalive;
-use crate::handlers::pull_request::{PrMerge, PullRequestHook, PullRequestRoutes, PullRequests};
+use crate::handlers::pull_request::PullRequestRoutes;
 use crate::handlers::push::PushHook;
 use crate::handlers::status::StatusHook;
 use crate::handlers::webhook::Webhook;
 use crate::handlers::ws::Sockets;
+use crate::relay::Relay;
 use crate::secrets::{self, SecretReader};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(aws_timeouts())
+        .load()
+        .await
+}
+
+/// Timeouts for every AWS call (DynamoDB, @connections, Secrets Manager): without them a
+/// server that accepts and never answers holds a delivery for as long as the SDK likes.
+/// Inside the 8 s answer budget, with room for a retry.
+pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(4))
+        .build()
 }
 
 /// The DynamoDB store named by `TABLE_NAME` and `CONNECTIONS_TABLE`.
@@ -69,79 +86,51 @@ pub async fn github(
 }
 
 /// What every webhook function shares: its settings, secrets, store and notifier.
-struct WebhookParts {
-    relay: RelayConfig,
-    secrets: crate::config::WebhookSecrets,
-    store: Arc<dyn Store>,
-    broadcaster: Broadcaster,
-    sdk: aws_config::SdkConfig,
-}
-
-async fn webhook_parts() -> Result<WebhookParts, ConfigError> {
-    let relay = RelayConfig::from_source(&ProcessEnv)?;
-    let sdk = sdk_config().await;
-    let secrets = SecretReader::new(&ProcessEnv, &sdk)
+async fn relay(sdk: &aws_config::SdkConfig) -> Result<Relay, ConfigError> {
+    let config = RelayConfig::from_source(&ProcessEnv)?;
+    let secrets = SecretReader::new(&ProcessEnv, sdk)
         .webhook_secrets()
         .await?;
-    let store = store(&sdk)?;
-    let broadcaster = broadcaster(&sdk, Arc::clone(&store))?;
-    Ok(WebhookParts {
-        relay,
+    let store = store(sdk)?;
+    let notifier = Arc::new(broadcaster(sdk, Arc::clone(&store))?);
+    Ok(Relay {
+        config,
         secrets,
         store,
-        broadcaster,
-        sdk,
+        notifier,
+        clock: clock::system(),
+        retry: RetryPolicy::default(),
     })
 }
 
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
-    let parts = webhook_parts().await?;
-    let route = StatusHook {
-        config: parts.relay,
-        store: Arc::clone(&parts.store),
-        notifier: Arc::new(parts.broadcaster),
-    };
-    Ok(Webhook::new(route, parts.secrets, parts.store))
+    let sdk = sdk_config().await;
+    Ok(relay(&sdk).await?.status_hook())
 }
 
 pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
-    let parts = webhook_parts().await?;
-    let github = github(&SecretReader::new(&ProcessEnv, &parts.sdk), &parts.relay).await?;
-    let route = PushHook {
-        config: parts.relay,
-        store: Arc::clone(&parts.store),
-        notifier: Arc::new(parts.broadcaster),
-        github,
-        retry: RetryPolicy::default(),
-    };
-    Ok(Webhook::new(route, parts.secrets, parts.store))
+    let sdk = sdk_config().await;
+    let relay = relay(&sdk).await?;
+    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
+    Ok(relay.push_hook(github))
 }
 
 pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
-    let parts = webhook_parts().await?;
-    let github = github(&SecretReader::new(&ProcessEnv, &parts.sdk), &parts.relay).await?;
-    let shared = Arc::new(PullRequests {
-        config: parts.relay,
-        store: Arc::clone(&parts.store),
-        notifier: Arc::new(parts.broadcaster),
-        github,
-        retry: RetryPolicy::default(),
-    });
-    Ok(PullRequestRoutes {
-        hook: Webhook::new(
-            PullRequestHook(Arc::clone(&shared)),
-            parts.secrets.clone(),
-            Arc::clone(&parts.store),
-        ),
-        merge: Webhook::new(PrMerge(shared), parts.secrets, parts.store),
-    })
+    let sdk = sdk_config().await;
+    let relay = relay(&sdk).await?;
+    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
+    Ok(relay.pull_request_routes(github))
 }
 
 pub async fn sockets() -> Result<Sockets, ConfigError> {
     let sdk = sdk_config().await;
     let store = store(&sdk)?;
     let api = broadcaster(&sdk, Arc::clone(&store))?.api().clone();
-    Ok(Sockets { store, api })
+    Ok(Sockets {
+        store,
+        api,
+        clock: clock::system(),
+    })
 }
 
 pub async fn keepalive() -> Result<Keepalive, ConfigError> {
@@ -151,5 +140,6 @@ pub async fn keepalive() -> Result<Keepalive, ConfigError> {
     Ok(Keepalive {
         broadcaster: broadcaster(&sdk, store)?,
         interval,
+        clock: clock::system(),
     })
 }

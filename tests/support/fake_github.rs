@@ -89,6 +89,50 @@ impl FakeGitHub {
             api_fixture("pulls-merge.200.json"),
         )
         .await;
+        self.accept_branch_deletion().await;
+    }
+
+    /// GitHub as it behaves for `pull` (#1234): open until the first merge request merges
+    /// it (`on_merge` runs then), merged for every read after that, 405 "not mergeable" for
+    /// any later merge request, and branch deletions that succeed.
+    pub async fn stateful_merge(&self, pull: Value, on_merge: impl Fn() + Send + Sync + 'static) {
+        let merged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let read = {
+            let merged = Arc::clone(&merged);
+            move |_: &Request| {
+                let mut pull = pull.clone();
+                if merged.load(std::sync::atomic::Ordering::SeqCst) {
+                    pull["merged"] = json!(true);
+                    pull["state"] = json!("closed");
+                }
+                ResponseTemplate::new(200).set_body_json(pull)
+            }
+        };
+        let merge = move |_: &Request| {
+            if merged.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return ResponseTemplate::new(405)
+                    .set_body_json(error_body("Pull Request is not mergeable"));
+            }
+            on_merge();
+            ResponseTemplate::new(200).set_body_json(api_fixture("pulls-merge.200.json"))
+        };
+        Mock::given(method("GET"))
+            .and(path(Self::repo_path("/pulls/1234")))
+            .respond_with(read)
+            .with_priority(5)
+            .mount(&self.server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path(Self::repo_path("/pulls/1234/merge")))
+            .respond_with(merge)
+            .with_priority(5)
+            .mount(&self.server)
+            .await;
+        self.accept_branch_deletion().await;
+    }
+
+    /// Deleting #1234's head branch succeeds.
+    pub async fn accept_branch_deletion(&self) {
         self.answer(
             "DELETE",
             "/git/refs/heads/auto-blacklist-1700000000",

@@ -66,6 +66,94 @@ pub async fn moto_store() -> DynamoStore {
     DynamoStore::new(client, tables)
 }
 
+/// A DynamoDB store on moto whose requests reach moto one at a time, through
+/// `serial_proxy`: moto checks a conditional write's condition and then writes on
+/// unlocked threads, so concurrent conditional writes are not atomic on it as they are on
+/// DynamoDB. Tests of concurrency use this.
+pub async fn serial_moto_store() -> DynamoStore {
+    let proxy = serial_proxy(&dynamodb_endpoint()).await;
+    let client = dynamodb_client(&proxy);
+    let tables = fresh_tables();
+    create_tables(&client, &tables)
+        .await
+        .unwrap_or_else(|e| panic!("could not create tables through {proxy}: {e}"));
+    DynamoStore::new(client, tables)
+}
+
+/// An HTTP proxy on 127.0.0.1 that forwards to `upstream` one request at a time; its URL.
+/// It lives as long as the test's runtime.
+pub async fn serial_proxy(upstream: &str) -> String {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    struct Proxy {
+        upstream: String,
+        client: reqwest::Client,
+        one_at_a_time: tokio::sync::Mutex<()>,
+    }
+    async fn forward(
+        State(proxy): State<Arc<Proxy>>,
+        method: http::Method,
+        uri: http::Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> axum::response::Response {
+        let url = format!(
+            "{}{}",
+            proxy.upstream,
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let _turn = proxy.one_at_a_time.lock().await;
+        let mut request = proxy.client.request(method, url).body(body);
+        for (name, value) in &headers {
+            if name != http::header::HOST {
+                request = request.header(name, value);
+            }
+        }
+        match request.send().await {
+            Ok(answer) => {
+                let status = answer.status();
+                let headers = answer.headers().clone();
+                let body = answer.bytes().await.unwrap_or_default();
+                let mut response = (status, body).into_response();
+                for (name, value) in &headers {
+                    if name != http::header::CONTENT_LENGTH
+                        && name != http::header::TRANSFER_ENCODING
+                    {
+                        response.headers_mut().insert(name, value.clone());
+                    }
+                }
+                response
+            }
+            Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
+    }
+    let proxy = Arc::new(Proxy {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        client: reqwest::Client::new(),
+        one_at_a_time: tokio::sync::Mutex::new(()),
+    });
+    let router = axum::Router::new().fallback(forward).with_state(proxy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// A TCP endpoint on 127.0.0.1 that accepts connections and never answers; its URL. It
+/// lives as long as the test's runtime.
+pub async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -76,7 +164,8 @@ pub enum Backend {
 pub async fn store(backend: Backend) -> Arc<dyn Store> {
     match backend {
         Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
-        Backend::Moto => Arc::new(moto_store().await),
+        // Serialised: the tests run deliveries concurrently (see `serial_moto_store`).
+        Backend::Moto => Arc::new(serial_moto_store().await),
     }
 }
 
@@ -103,10 +192,12 @@ macro_rules! on_both_stores {
     };
 }
 
-/// A store that can be switched off: every call then fails as DynamoDB does when down.
+/// A store that can be switched off: every call then fails as DynamoDB does when down, or
+/// hangs as DynamoDB does when it accepts and never answers.
 pub struct SwitchableStore {
     inner: Arc<dyn Store>,
     down: AtomicBool,
+    hanging: AtomicBool,
 }
 
 impl SwitchableStore {
@@ -114,12 +205,19 @@ impl SwitchableStore {
         Self {
             inner,
             down: AtomicBool::new(false),
+            hanging: AtomicBool::new(false),
         }
     }
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
-    fn check(&self) -> Result<(), StoreError> {
+    pub fn set_hanging(&self, hanging: bool) {
+        self.hanging.store(hanging, Ordering::SeqCst);
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        while self.hanging.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         match self.down.load(Ordering::SeqCst) {
             true => Err(StoreError::Unavailable("injected outage".into())),
             false => Ok(()),
@@ -133,7 +231,7 @@ macro_rules! delegate {
         #[async_trait]
         impl Store for SwitchableStore {
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
-                self.check()?;
+                self.check().await?;
                 self.inner.$name($($arg),*).await
             })*
         }
@@ -152,7 +250,7 @@ delegate! {
         append_history(stream: &str, entry: &HistoryEntry) -> ();
     history(stream: &str, limit: usize) -> Vec<HistoryEntry>;
     claim(key: &str, owner: &str, now: i64) -> Claim;
-    update_claim(key: &str, owner: &str, state: &str, now: i64) -> ();
+    swap_claim(key: &str, expected: &ClaimRecord, new: &ClaimRecord) -> bool;
     put_connection(connection: &Connection) -> ();
         delete_connection(id: &str) -> ();
         set_subscription(id: &str, identifier: &str, subscribed: bool) -> bool;
@@ -198,7 +296,10 @@ impl Notifier for FlakyNotifier {
             });
         }
         self.messages.lock().unwrap().push(message.clone());
-        Ok(Reach { sent: 1, gone: 0 })
+        Ok(Reach {
+            sent: 1,
+            ..Reach::default()
+        })
     }
 }
 
@@ -309,4 +410,79 @@ impl build_relay::broadcast::ConnectionsApi for RecordingApi {
             .push((connection_id.to_string(), frame.to_string()));
         Ok(())
     }
+}
+
+/// The retry policy of the tests: as in production, but with short waits.
+pub fn quick_retry() -> build_relay::github::retry::RetryPolicy {
+    build_relay::github::retry::RetryPolicy {
+        attempts: 3,
+        first_backoff: std::time::Duration::from_millis(10),
+        budget: std::time::Duration::from_secs(3),
+    }
+}
+
+/// The relay's routes as the tests build them: through the composition root, signed with
+/// `TEST_SECRET`, retrying quickly, at the time `clock` says.
+pub fn test_relay(
+    config: build_relay::config::RelayConfig,
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn build_relay::clock::Clock>,
+) -> build_relay::relay::Relay {
+    build_relay::relay::Relay {
+        config,
+        secrets: build_relay::config::WebhookSecrets {
+            current: build_relay::config::Secret::new(TEST_SECRET),
+            previous: None,
+        },
+        store,
+        notifier,
+        clock,
+        retry: quick_retry(),
+    }
+}
+
+/// GitHub for tests that make no GitHub calls: a dry run whose reads go nowhere.
+pub fn no_github() -> Arc<dyn build_relay::github::GitHub> {
+    use build_relay::github::dry_run::DryRun;
+    use build_relay::github::octocrab_client::OctocrabGitHub;
+    let nowhere = OctocrabGitHub::new("http://127.0.0.1:9", None, fake_github::REPO).unwrap();
+    Arc::new(DryRun::new(Arc::new(nowhere)))
+}
+
+/// A local gateway on a free port, signed with `TEST_SECRET`, accepting `client_keys`.
+pub async fn local_gateway(
+    store: Arc<dyn Store>,
+    ping_interval: std::time::Duration,
+    github: Arc<dyn build_relay::github::GitHub>,
+    client_keys: &[(&str, &str)],
+) -> relay_local::Running {
+    relay_local::Gateway::start(relay_local::GatewayOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store,
+        relay: build_relay::config::RelayConfig::default(),
+        secrets: build_relay::config::WebhookSecrets {
+            current: build_relay::config::Secret::new(TEST_SECRET),
+            previous: None,
+        },
+        ping_interval,
+        client_keys: client_keys
+            .iter()
+            .map(|(name, key)| (name.to_string(), key.to_string()))
+            .collect(),
+        github,
+        post_latency: std::time::Duration::ZERO,
+    })
+    .await
+    .unwrap()
+}
+
+/// A webhook answer that is either done (2xx), or a copy of a delivery racing its own
+/// original, which is not carried out and so must not say 2xx.
+pub fn assert_done_or_in_flight(answer: &build_relay::answer::Answer) {
+    let in_flight = answer.status == http::StatusCode::SERVICE_UNAVAILABLE
+        && answer
+            .reason
+            .contains("being handled by another invocation");
+    assert!(answer.status.is_success() || in_flight, "{answer:?}");
 }

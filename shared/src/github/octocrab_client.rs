@@ -101,8 +101,10 @@ impl OctocrabGitHub {
         let builder = Octocrab::builder()
             .base_uri(self.base_uri.clone())
             .map_err(unusable)?
-            .set_connect_timeout(Some(Duration::from_secs(3)))
-            .set_read_timeout(Some(Duration::from_secs(8)));
+            // Each call well inside the 8 s a delivery may take (handlers::webhook).
+            .set_connect_timeout(Some(Duration::from_secs(2)))
+            .set_read_timeout(Some(Duration::from_secs(4)))
+            .set_write_timeout(Some(Duration::from_secs(4)));
         let client = match &self.auth {
             Auth::Anonymous => builder.build().map_err(unusable)?,
             Auth::Token(token) => builder

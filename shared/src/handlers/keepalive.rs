@@ -1,14 +1,27 @@
 //! `ws-keepalive`: pings every connection so that Smokey, which drops a socket after 10 s
 //! of silence, stays connected. Scheduled once a minute; pings every interval within it.
+//!
+//! Pings do not wait for the store: the connection list is kept between rounds and
+//! refreshed each round only if the store answers within a fraction of the interval, so a
+//! DynamoDB outage delays no ping (new connections are pinged once the store is back).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+
 use crate::broadcast::Broadcaster;
+use crate::clock::Clock;
+use crate::store::Connection;
 
 pub struct Keepalive {
     pub broadcaster: Broadcaster,
     pub interval: Duration,
+    pub clock: Arc<dyn Clock>,
 }
+
+/// The scheduled event that starts a run (EventBridge Scheduler's, as Lambda receives it).
+pub type ScheduledEvent = EventBridgeEvent<serde_json::Value>;
 
 /// What one scheduled run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -16,7 +29,16 @@ pub struct KeepaliveReport {
     pub rounds: usize,
     pub sent: usize,
     pub gone: usize,
-    pub failed_rounds: usize,
+    pub failed: usize,
+    /// Rounds that pinged the connections known from an earlier round, because the store
+    /// did not answer in time.
+    pub stale_rounds: usize,
+}
+
+/// The connections as last read from the store.
+#[derive(Default)]
+struct Known {
+    connections: Option<Vec<Connection>>,
 }
 
 impl Keepalive {
@@ -24,18 +46,18 @@ impl Keepalive {
     /// where the next scheduled run takes over).
     pub async fn run_for(&self, window: Duration) -> KeepaliveReport {
         let rounds = (window.as_millis() / self.interval.as_millis().max(1)).max(1) as usize;
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut report = KeepaliveReport::default();
+        let mut ticker = self.ticker();
+        let (mut report, mut known) = (KeepaliveReport::default(), Known::default());
         for _ in 0..rounds {
             ticker.tick().await;
-            self.ping_once(&mut report).await;
+            self.ping_once(&mut known, &mut report).await;
         }
         tracing::info!(
             rounds = report.rounds,
             sent = report.sent,
             gone = report.gone,
-            failed_rounds = report.failed_rounds,
+            failed = report.failed,
+            stale_rounds = report.stale_rounds,
             "keepalive"
         );
         report
@@ -43,26 +65,49 @@ impl Keepalive {
 
     /// Pings forever; for the local gateway.
     pub async fn run_forever(&self) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut report = KeepaliveReport::default();
+        let mut ticker = self.ticker();
+        let (mut report, mut known) = (KeepaliveReport::default(), Known::default());
         loop {
             ticker.tick().await;
-            self.ping_once(&mut report).await;
+            self.ping_once(&mut known, &mut report).await;
         }
     }
 
-    async fn ping_once(&self, report: &mut KeepaliveReport) {
+    fn ticker(&self) -> tokio::time::Interval {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    }
+
+    async fn ping_once(&self, known: &mut Known, report: &mut KeepaliveReport) {
         report.rounds += 1;
-        match self.broadcaster.ping_all(crate::clock::now()).await {
-            Ok(reach) => {
-                report.sent += reach.sent;
-                report.gone += reach.gone;
+        let now = self.clock.now();
+        // With nothing known yet there is nobody to ping meanwhile: wait a whole interval.
+        let patience = match known.connections {
+            Some(_) => self.interval / 2,
+            None => self.interval,
+        };
+        let read = tokio::time::timeout(patience, self.broadcaster.store().connections(now)).await;
+        match read {
+            Ok(Ok(connections)) => known.connections = Some(connections),
+            Ok(Err(error)) => {
+                report.stale_rounds += 1;
+                tracing::warn!(%error, "connections unreadable; pinging the ones known");
             }
-            Err(error) => {
-                report.failed_rounds += 1;
-                tracing::warn!(%error, "keepalive round incomplete");
+            Err(_) => {
+                report.stale_rounds += 1;
+                tracing::warn!(
+                    waited_ms = patience.as_millis() as u64,
+                    "connections not read in time; pinging the ones known"
+                );
             }
         }
+        let Some(connections) = &known.connections else {
+            return;
+        };
+        let reach = self.broadcaster.ping(connections, now).await;
+        report.sent += reach.sent;
+        report.gone += reach.gone;
+        report.failed += reach.failed;
     }
 }

@@ -1,6 +1,7 @@
 //! One handler per function: delivery -> decision -> effects -> answer. The function
 //! binaries and the local gateway call these and nothing else.
 
+pub mod claims;
 pub mod keepalive;
 pub mod pull_request;
 pub mod push;
@@ -10,22 +11,51 @@ pub mod ws;
 
 use serde_json::Value;
 
+use crate::github::GitHubError;
+use crate::notify::{Notifier, SmokeyMessage};
 use crate::store::{HistoryEntry, Store};
-use webhook::Transient;
+use webhook::Failure;
 
-/// Appends to an audit trail on behalf of a delivery, now.
+/// Appends to an audit trail on behalf of a delivery.
 pub(crate) async fn record_history(
     store: &dyn Store,
+    at: i64,
     stream: &str,
     delivery_id: &str,
     outcome: &str,
     detail: Value,
-) -> Result<(), Transient> {
+) -> Result<(), Failure> {
     let entry = HistoryEntry {
-        at: crate::clock::now(),
+        at,
         delivery_id: delivery_id.to_string(),
         outcome: outcome.to_string(),
         detail,
     };
     Ok(store.append_history(stream, &entry).await?)
+}
+
+/// Sends a message to every subscribed Smokey; a failure is one a redelivery may fix.
+pub(crate) async fn say(notifier: &dyn Notifier, message: SmokeyMessage) -> Result<usize, Failure> {
+    notifier
+        .notify(&message)
+        .await
+        .map(|reach| reach.sent)
+        .map_err(|e| Failure::transient(format!("{} not sent: {e}", message.kind())))
+}
+
+/// A failed GitHub call as a delivery's failure: GitHub saying the thing does not exist or
+/// cannot be (404, 410, 422) is permanent; anything else may pass.
+pub(crate) fn github_failure(what: String, error: &GitHubError) -> Failure {
+    use http::StatusCode;
+    let permanent = [
+        StatusCode::NOT_FOUND,
+        StatusCode::GONE,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ]
+    .into_iter()
+    .any(|status| error.is(status));
+    match permanent {
+        true => Failure::Permanent(format!("{what}: {error}")),
+        false => Failure::Transient(format!("{what}: {error}")),
+    }
 }

@@ -1,22 +1,31 @@
 //! `github-pull-request`: opened PRs are announced, approved bot PRs merge themselves
 //! (DESIGN §1, §4 "Pull request").
+//!
+//! A merge is once-only work under a claim per (PR, approved commit), carried through the
+//! steps claimed -> merged -> announced -> branch-deleted. Each step is done by the claim's
+//! holder; a delivery that finds the claim held waits for the holder (then answers with
+//! what it did) or, when the holder stopped answering, takes it over and finishes its step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::webhook::{Endpoint, Plan, Route, Transient, Webhook};
+use super::claims::{ClaimHandle, Taken};
+use super::webhook::{Endpoint, Failure, Plan, Route, Webhook};
 use crate::answer::Answer;
+use crate::clock::Clock;
 use crate::config::RelayConfig;
 use crate::github::payloads::{self, PullRequestEvent, StatusEvent};
 use crate::github::retry::RetryPolicy;
-use crate::github::{GitHub, GitHubError, PullRequest};
+use crate::github::{GitHub, PullRequest};
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::rules::merge::{self as rules, PullCheck};
-use crate::store::{Claim, Store};
+use crate::rules::merge::{self as rules, AfterMergeError, PullCheck};
+use crate::store::{ClaimRecord, ClaimState, Store};
+
+/// How long a delivery waits for another one that holds the merge of the same PR.
+const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
 
 /// Everything the two routes share.
 pub struct PullRequests {
@@ -25,6 +34,7 @@ pub struct PullRequests {
     pub notifier: Arc<dyn Notifier>,
     pub github: Arc<dyn GitHub>,
     pub retry: RetryPolicy,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl PullRequests {
@@ -34,16 +44,26 @@ impl PullRequests {
         delivery_id: &str,
         outcome: &str,
         detail: Value,
-    ) -> Result<(), Transient> {
-        super::record_history(self.store.as_ref(), stream, delivery_id, outcome, detail).await
+    ) -> Result<(), Failure> {
+        super::record_history(
+            self.store.as_ref(),
+            self.clock.now(),
+            stream,
+            delivery_id,
+            outcome,
+            detail,
+        )
+        .await
     }
 
-    async fn say(&self, message: String) -> Result<(), Transient> {
-        self.notifier
-            .notify(&SmokeyMessage::Chat(message))
+    async fn say(&self, message: String) -> Result<(), Failure> {
+        super::say(self.notifier.as_ref(), SmokeyMessage::Chat(message))
             .await
             .map(|_| ())
-            .map_err(|e| Transient(format!("chat message not sent: {e}")))
+    }
+
+    fn claim<'a>(&'a self, key: String, delivery_id: &'a str) -> ClaimHandle<'a> {
+        ClaimHandle::new(self.store.as_ref(), self.clock.as_ref(), key, delivery_id)
     }
 }
 
@@ -75,7 +95,8 @@ impl Route for PullRequestHook {
         })
     }
 
-    async fn act(&self, delivery_id: &str, event: PullRequestEvent) -> Result<String, Transient> {
+    async fn act(&self, delivery_id: &str, event: PullRequestEvent) -> Result<String, Failure> {
+        let prs = &self.0;
         let pr = &event.pull_request;
         let detail = json!({
             "action": event.action,
@@ -84,31 +105,29 @@ impl Route for PullRequestHook {
             "base": pr.base.name,
             "merged": pr.merged,
         });
-        self.0
-            .record(
-                &pull_stream(event.number),
-                delivery_id,
-                &event.action,
-                detail,
-            )
-            .await?;
+        prs.record(
+            &pull_stream(event.number),
+            delivery_id,
+            &event.action,
+            detail,
+        )
+        .await?;
         if event.action != "opened" {
             return Ok(format!("Recorded {} of #{}", event.action, event.number));
         }
-        self.0.say(rules::opened_message(pr)).await?;
-        Ok(format!("Announced #{}", event.number))
+        // Once per pull request, however often the opening is delivered or replayed.
+        let claim = prs.claim(format!("opened/{}", event.number), delivery_id);
+        let what = format!("Announcing #{}", event.number);
+        super::claims::once(&claim, WAIT_FOR_HOLDER, &what, || async {
+            prs.say(rules::opened_message(pr)).await?;
+            Ok(format!("Announced #{}", event.number))
+        })
+        .await
     }
 }
 
 /// `POST /github/pr_merge`: `status` events, where PullApprove's approval arrives.
 pub struct PrMerge(pub Arc<PullRequests>);
-
-/// How many times a merge is tried when GitHub says the base moved meanwhile.
-const BASE_MODIFIED_RETRIES: u32 = 3;
-/// How many merge requests a 5xx may cost before the delivery fails for a redelivery.
-const SERVER_ERROR_ATTEMPTS: u32 = 2;
-/// A merge claim older than this belongs to a crashed invocation.
-const MERGE_LEASE_SECONDS: i64 = 120;
 
 #[async_trait]
 impl Route for PrMerge {
@@ -134,7 +153,7 @@ impl Route for PrMerge {
         })
     }
 
-    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Transient> {
+    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Failure> {
         let prs = &self.0;
         let approval_stream = format!("approval/{}", status.sha);
         let detail = |reason: &str| {
@@ -146,59 +165,51 @@ impl Route for PrMerge {
                 .await?;
             return Ok(reason);
         }
-        let Some(number) = self.find_pull(&status).await? else {
+        let found = match self.find_pull(&status).await {
+            Ok(found) => found,
+            Err(Failure::Permanent(reason)) => {
+                prs.record(&approval_stream, delivery_id, "not-merged", detail(&reason))
+                    .await?;
+                return Ok(reason);
+            }
+            Err(transient) => return Err(transient),
+        };
+        let Some(pr) = found else {
             let reason = format!("No open pull request has head {}; not merging", status.sha);
             prs.record(&approval_stream, delivery_id, "not-merged", detail(&reason))
                 .await?;
             return Ok(reason);
         };
-        let stream = pull_stream(number);
-        let pr = self.read_pull(number).await?;
-        let claim_key = format!("merge/{number}@{}", status.sha);
-        match rules::check_pull(&pr, &status.sha, &prs.config) {
-            PullCheck::Refuse(reason) => {
-                prs.record(&stream, delivery_id, "not-merged", detail(&reason))
-                    .await?;
-                Ok(reason)
-            }
-            PullCheck::AlreadyMerged => self.announce_if_ours(&claim_key, delivery_id, &pr).await,
-            PullCheck::Merge => {
-                let now = crate::clock::now();
-                match prs.store.claim(&claim_key, delivery_id, now).await? {
-                    Claim::Won => {}
-                    Claim::Held(held)
-                        if held.state == "claimed"
-                            && held.owner != delivery_id
-                            && held.claimed_at >= now - MERGE_LEASE_SECONDS =>
-                    {
-                        return Ok(format!(
-                            "Merge of #{number} is under way in delivery {}",
-                            held.owner
-                        ));
-                    }
-                    Claim::Held(held) if held.state == "merged" => {
-                        return self.announce_if_ours(&claim_key, delivery_id, &pr).await;
-                    }
-                    Claim::Held(_) => {
-                        prs.store
-                            .update_claim(&claim_key, delivery_id, "claimed", now)
-                            .await?
-                    }
-                }
-                self.merge(delivery_id, &claim_key, pr, &status).await
-            }
+        if let PullCheck::Refuse(reason) = rules::check_pull(&pr, &status.sha, &prs.config) {
+            prs.record(
+                &pull_stream(pr.number),
+                delivery_id,
+                "not-merged",
+                detail(&reason),
+            )
+            .await?;
+            return Ok(reason);
         }
+        let claim = prs.claim(format!("merge/{}@{}", pr.number, status.sha), delivery_id);
+        Merging {
+            prs,
+            claim,
+            sha: &status.sha,
+        }
+        .run(pr)
+        .await
     }
 }
 
 impl PrMerge {
-    /// From PullApprove's target URL, else the open pull request whose head is the commit.
-    async fn find_pull(&self, status: &StatusEvent) -> Result<Option<u64>, Transient> {
+    /// The pull request named by PullApprove's target URL, else the open one whose head is
+    /// the commit, as GitHub reads it now.
+    async fn find_pull(&self, status: &StatusEvent) -> Result<Option<PullRequest>, Failure> {
         let prs = &self.0;
         if let Some(number) =
             rules::pull_number_from_target_url(status.target_url.as_deref(), &prs.config.repository)
         {
-            return Ok(Some(number));
+            return read_pull(prs, number).await.map(Some);
         }
         let candidates = prs
             .retry
@@ -207,183 +218,301 @@ impl PrMerge {
             })
             .await
             .map_err(|e| {
-                Transient(format!(
-                    "could not list pull requests of {}: {e}",
-                    status.sha
-                ))
+                super::github_failure(
+                    format!("could not list pull requests of {}", status.sha),
+                    &e,
+                )
             })?;
-        Ok(candidates
+        let Some(number) = candidates
             .into_iter()
             .find(|pr| pr.state == "open" && pr.head.sha == status.sha)
-            .map(|pr| pr.number))
+            .map(|pr| pr.number)
+        else {
+            return Ok(None);
+        };
+        read_pull(prs, number).await.map(Some)
+    }
+}
+
+async fn read_pull(prs: &PullRequests, number: u64) -> Result<PullRequest, Failure> {
+    prs.retry
+        .run("read pull request", || prs.github.pull_request(number))
+        .await
+        .map_err(|e| super::github_failure(format!("could not read #{number}"), &e))
+}
+
+/// One delivery's part in merging one pull request at one approved commit.
+struct Merging<'a> {
+    prs: &'a PullRequests,
+    claim: ClaimHandle<'a>,
+    sha: &'a str,
+}
+
+/// How the merge request itself ended.
+enum MergeEnd {
+    Merged(String),
+    Refused {
+        outcome: &'static str,
+        reason: String,
+    },
+}
+
+impl Merging<'_> {
+    async fn run(&self, read: PullRequest) -> Result<String, Failure> {
+        let number = read.number;
+        let (mut held, pr, fresh_claim) = match self.claim.take_or_wait(WAIT_FOR_HOLDER).await? {
+            Taken::Won(held) => (held, read, true),
+            // Taken over, or our own redelivery: what GitHub says now, not what was read
+            // before the claim, decides.
+            Taken::Mine(held) => {
+                let fresh = read_pull(self.prs, number).await;
+                match fresh {
+                    Ok(pr) => (held, pr, false),
+                    Err(failure) => {
+                        self.claim.release(&held).await;
+                        return Err(failure);
+                    }
+                }
+            }
+            Taken::Finished(held) => return Ok(finished(number, &held)),
+            Taken::Busy(held) => {
+                return Err(Failure::transient(format!(
+                    "The merge of #{number} is under way in delivery {}; redeliver if it does \
+                     not finish",
+                    held.owner
+                )));
+            }
+        };
+        let result = self.steps(&mut held, &pr, fresh_claim).await;
+        if result.is_err() && !held.state.is_final() {
+            self.claim.release(&held).await;
+        }
+        result
     }
 
-    async fn read_pull(&self, number: u64) -> Result<PullRequest, Transient> {
-        let prs = &self.0;
-        prs.retry
-            .run("read pull request", || prs.github.pull_request(number))
-            .await
-            .map_err(|e| Transient(format!("could not read #{number}: {e}")))
-    }
-
-    async fn merge(
+    /// Carries the claim from its state to the end, one step at a time.
+    async fn steps(
         &self,
-        delivery_id: &str,
-        claim_key: &str,
-        pr: PullRequest,
-        status: &StatusEvent,
-    ) -> Result<String, Transient> {
-        let prs = &self.0;
+        held: &mut ClaimRecord,
+        pr: &PullRequest,
+        fresh_claim: bool,
+    ) -> Result<String, Failure> {
+        let prs = self.prs;
+        let me = self.claim.me;
         let stream = pull_stream(pr.number);
-        let title = rules::merge_title(&pr, &prs.config);
-        let (mut base_modified, mut server_errors) = (0, 0);
         loop {
-            let error = match prs.github.merge(pr.number, &title, &status.sha).await {
-                Ok(merged) => return self.merged(delivery_id, claim_key, &pr, &merged.sha).await,
-                Err(error) => error,
+            let next = match held.state {
+                ClaimState::Claimed | ClaimState::Failed => {
+                    match rules::check_pull(pr, self.sha, &prs.config) {
+                        PullCheck::AlreadyMerged
+                            if fresh_claim && held.state == ClaimState::Claimed =>
+                        {
+                            // Nobody of ours had tried: someone merged it by hand.
+                            self.advance(held, ClaimState::MergedElsewhere).await?;
+                            return Ok(format!("#{} is merged already; nothing to do", pr.number));
+                        }
+                        PullCheck::AlreadyMerged => {
+                            // An earlier holder's merge went through before it could say so.
+                            prs.record(
+                                &stream,
+                                me,
+                                "merged",
+                                json!({ "merge_sha": null, "found_merged": true }),
+                            )
+                            .await?;
+                            ClaimState::Merged
+                        }
+                        PullCheck::Refuse(reason) => {
+                            self.advance(held, ClaimState::Refused).await?;
+                            prs.record(
+                                &stream,
+                                me,
+                                "not-merged",
+                                json!({ "sha": self.sha, "reason": reason }),
+                            )
+                            .await?;
+                            return Ok(reason);
+                        }
+                        PullCheck::Merge => match self.merge(pr).await? {
+                            MergeEnd::Merged(merge_sha) => {
+                                prs.record(
+                                    &stream,
+                                    me,
+                                    "merged",
+                                    json!({ "merge_sha": merge_sha, "branch": pr.head.name }),
+                                )
+                                .await?;
+                                ClaimState::Merged
+                            }
+                            MergeEnd::Refused { outcome, reason } => {
+                                self.advance(held, ClaimState::Refused).await?;
+                                prs.record(
+                                    &stream,
+                                    me,
+                                    outcome,
+                                    json!({ "sha": self.sha, "reason": reason }),
+                                )
+                                .await?;
+                                if outcome == "refused" {
+                                    prs.say(rules::not_merged_message(pr, &reason)).await?;
+                                    return Ok(format!(
+                                        "GitHub would not merge #{}: {reason}",
+                                        pr.number
+                                    ));
+                                }
+                                return Ok(reason);
+                            }
+                        },
+                    }
+                }
+                ClaimState::Merged => {
+                    prs.say(rules::merged_message(pr)).await?;
+                    ClaimState::Announced
+                }
+                ClaimState::Announced => {
+                    self.delete_branch(pr).await?;
+                    ClaimState::BranchDeleted
+                }
+                _ => return Ok(finished(pr.number, held)),
             };
-            let detail = json!({ "sha": status.sha, "title": title, "error": error.to_string() });
-            if error.is(StatusCode::CONFLICT) {
-                prs.store
-                    .update_claim(claim_key, delivery_id, "refused", crate::clock::now())
-                    .await?;
-                prs.record(&stream, delivery_id, "head-moved", detail)
-                    .await?;
+            self.advance(held, next).await?;
+            if next == ClaimState::BranchDeleted {
                 return Ok(format!(
-                    "#{} head moved since the approval; not merged",
-                    pr.number
+                    "Merged #{} and deleted {}",
+                    pr.number, pr.head.name
                 ));
             }
-            if rules::is_base_modified(&error) && base_modified < BASE_MODIFIED_RETRIES {
-                base_modified += 1;
-                tokio::time::sleep(Duration::from_millis(250 << base_modified)).await;
-                continue;
-            }
-            if error.is(StatusCode::METHOD_NOT_ALLOWED) {
-                prs.store
-                    .update_claim(claim_key, delivery_id, "refused", crate::clock::now())
-                    .await?;
-                prs.record(&stream, delivery_id, "refused", detail).await?;
-                prs.say(rules::not_merged_message(&pr, &error.message))
-                    .await?;
-                return Ok(format!(
-                    "GitHub would not merge #{}: {}",
-                    pr.number, error.message
-                ));
-            }
-            if !error.is_transient() {
-                prs.store
-                    .update_claim(claim_key, delivery_id, "failed", crate::clock::now())
-                    .await?;
-                prs.record(&stream, delivery_id, "failed", detail).await?;
-                return Err(Transient(format!("merging #{} failed: {error}", pr.number)));
-            }
-            // A 5xx may hide a merge that happened: read the pull request before anything else.
-            server_errors += 1;
-            let reread = self.read_pull(pr.number).await?;
-            if reread.merged {
-                return self
-                    .merged(delivery_id, claim_key, &reread, "(unknown)")
-                    .await;
-            }
-            if rules::check_pull(&reread, &status.sha, &prs.config) != PullCheck::Merge
-                || server_errors >= SERVER_ERROR_ATTEMPTS
-            {
-                prs.store
-                    .update_claim(claim_key, delivery_id, "failed", crate::clock::now())
-                    .await?;
-                prs.record(&stream, delivery_id, "failed", detail).await?;
-                return Err(Transient(merge_failure(&pr, &error)));
-            }
-            tokio::time::sleep(
-                error
-                    .retry_after
-                    .unwrap_or(Duration::from_millis(500))
-                    .min(Duration::from_secs(2)),
-            )
-            .await;
         }
     }
 
-    /// After a merge: record it, delete the head branch, tell the chat rooms.
-    async fn merged(
-        &self,
-        delivery_id: &str,
-        claim_key: &str,
-        pr: &PullRequest,
-        merge_sha: &str,
-    ) -> Result<String, Transient> {
-        let prs = &self.0;
-        prs.store
-            .update_claim(claim_key, delivery_id, "merged", crate::clock::now())
-            .await?;
+    async fn advance(&self, held: &mut ClaimRecord, state: ClaimState) -> Result<(), Failure> {
+        match self.claim.advance(held, state).await? {
+            true => Ok(()),
+            false => Err(Failure::transient(format!(
+                "another delivery took over {} before it reached {}",
+                self.claim.key,
+                state.as_str()
+            ))),
+        }
+    }
+
+    /// The merge request, pinned to the approved commit, with GitHub's refusals sorted out.
+    async fn merge(&self, pr: &PullRequest) -> Result<MergeEnd, Failure> {
+        let prs = self.prs;
+        let title = rules::merge_title(pr, &prs.config);
+        let (mut tries, mut server_errors) = (0, 0);
+        loop {
+            let error = match prs.github.merge(pr.number, &title, self.sha).await {
+                Ok(merged) => return Ok(MergeEnd::Merged(merged.sha)),
+                Err(error) => error,
+            };
+            if error.is_transient() {
+                server_errors += 1;
+            }
+            match rules::after_merge_error(&error, tries, server_errors) {
+                AfterMergeError::HeadMoved => {
+                    return Ok(MergeEnd::Refused {
+                        outcome: "head-moved",
+                        reason: format!("#{} head moved since the approval; not merged", pr.number),
+                    });
+                }
+                AfterMergeError::RetryAfter(wait) => {
+                    tries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                AfterMergeError::Refused(reason) => {
+                    return Ok(MergeEnd::Refused {
+                        outcome: "refused",
+                        reason,
+                    });
+                }
+                AfterMergeError::Reread => {
+                    let reread = read_pull(prs, pr.number).await?;
+                    match rules::check_pull(&reread, self.sha, &prs.config) {
+                        PullCheck::AlreadyMerged => {
+                            return Ok(MergeEnd::Merged("(unknown: GitHub answered 5xx)".into()));
+                        }
+                        PullCheck::Refuse(reason) => {
+                            return Ok(MergeEnd::Refused {
+                                outcome: "not-merged",
+                                reason,
+                            });
+                        }
+                        PullCheck::Merge => {
+                            let wait = error.retry_after.unwrap_or(Duration::from_millis(500));
+                            tokio::time::sleep(wait.min(Duration::from_secs(2))).await;
+                        }
+                    }
+                }
+                AfterMergeError::GiveUp => {
+                    return Err(Failure::transient(format!(
+                        "merging #{} failed and may be retried by a redelivery: {error}",
+                        pr.number
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Deletes the head branch; one that is gone already counts as deleted.
+    async fn delete_branch(&self, pr: &PullRequest) -> Result<(), Failure> {
+        let prs = self.prs;
         let deleted = prs
             .retry
             .run("delete head branch", || {
                 prs.github.delete_branch(&pr.head.name)
             })
             .await;
-        let detail = json!({ "merge_sha": merge_sha, "branch": pr.head.name, "branch_deleted": deleted.is_ok(),
-                             "delete_error": deleted.as_ref().err().map(|e| e.to_string()) });
-        prs.record(&pull_stream(pr.number), delivery_id, "merged", detail)
-            .await?;
-        self.announce(claim_key, delivery_id, pr).await?;
-        Ok(match deleted {
-            Ok(()) => format!("Merged #{} and deleted {}", pr.number, pr.head.name),
-            Err(e) => format!(
-                "Merged #{}; {} was not deleted: {e}",
-                pr.number, pr.head.name
-            ),
-        })
-    }
-
-    async fn announce(
-        &self,
-        claim_key: &str,
-        delivery_id: &str,
-        pr: &PullRequest,
-    ) -> Result<(), Transient> {
-        self.0.say(rules::merged_message(pr)).await?;
-        self.0
-            .store
-            .update_claim(claim_key, delivery_id, "announced", crate::clock::now())
-            .await?;
-        Ok(())
-    }
-
-    /// A merged pull request: announced now only if the relay merged it and the announcement
-    /// was lost (the delivery failed after the merge).
-    async fn announce_if_ours(
-        &self,
-        claim_key: &str,
-        delivery_id: &str,
-        pr: &PullRequest,
-    ) -> Result<String, Transient> {
-        match self
-            .0
-            .store
-            .claim(claim_key, delivery_id, crate::clock::now())
-            .await?
-        {
-            Claim::Held(held) if held.state == "merged" => {
-                self.announce(claim_key, delivery_id, pr).await?;
-                Ok(format!("#{} was merged; announced it now", pr.number))
+        let stream = pull_stream(pr.number);
+        match deleted {
+            Ok(()) => {
+                prs.record(
+                    &stream,
+                    self.claim.me,
+                    "branch-deleted",
+                    json!({ "branch": pr.head.name }),
+                )
+                .await
             }
-            Claim::Won => {
-                // Merged by someone else: release nothing, just leave a note.
-                self.0
-                    .store
-                    .update_claim(
-                        claim_key,
-                        delivery_id,
-                        "merged-elsewhere",
-                        crate::clock::now(),
-                    )
-                    .await?;
-                Ok(format!("#{} is merged already; nothing to do", pr.number))
+            Err(e)
+                if e.is(http::StatusCode::UNPROCESSABLE_ENTITY)
+                    || e.is(http::StatusCode::NOT_FOUND) =>
+            {
+                prs.record(
+                    &stream,
+                    self.claim.me,
+                    "branch-deleted",
+                    json!({ "branch": pr.head.name, "already_gone": true }),
+                )
+                .await
             }
-            Claim::Held(_) => Ok(format!("#{} is merged already; nothing to do", pr.number)),
+            Err(e) => {
+                prs.record(
+                    &stream,
+                    self.claim.me,
+                    "branch-not-deleted",
+                    json!({ "branch": pr.head.name, "error": e.to_string() }),
+                )
+                .await?;
+                Err(Failure::transient(format!(
+                    "merged and announced #{}, but {} was not deleted ({e}); a redelivery \
+                     finishes it",
+                    pr.number, pr.head.name
+                )))
+            }
         }
+    }
+}
+
+/// The answer for a merge whose claim has nothing left to do.
+fn finished(number: u64, held: &ClaimRecord) -> String {
+    match held.state {
+        ClaimState::Refused => format!(
+            "#{number} was refused already (delivery {}); not merging",
+            held.owner
+        ),
+        ClaimState::MergedElsewhere => format!("#{number} is merged already; nothing to do"),
+        _ => format!("#{number} was merged by delivery {}", held.owner),
     }
 }
 
@@ -402,11 +531,4 @@ impl Endpoint for PullRequestRoutes {
             self.hook.handle(headers, body).await
         }
     }
-}
-
-fn merge_failure(pr: &PullRequest, error: &GitHubError) -> String {
-    format!(
-        "merging #{} failed and may be retried by a redelivery: {error}",
-        pr.number
-    )
 }

@@ -1,12 +1,15 @@
 //! `github-push`: deploy follows master (DESIGN §4, "Push").
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::webhook::{Plan, Route, Transient};
+use super::claims::{self, ClaimHandle};
+use super::webhook::{Failure, Plan, Route};
+use crate::clock::Clock;
 use crate::config::RelayConfig;
 use crate::github::GitHub;
 use crate::github::payloads::{self, PushEvent};
@@ -21,7 +24,11 @@ pub struct PushHook {
     pub notifier: Arc<dyn Notifier>,
     pub github: Arc<dyn GitHub>,
     pub retry: RetryPolicy,
+    pub clock: Arc<dyn Clock>,
 }
+
+/// How long a delivery waits for another one doing the same push's work.
+const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
 
 pub struct PushWork {
     plan: PushPlan,
@@ -54,12 +61,33 @@ impl Route for PushHook {
         }
     }
 
-    async fn act(&self, delivery_id: &str, work: PushWork) -> Result<String, Transient> {
-        match &work.plan {
-            PushPlan::MoveDeploy { sha } => self.move_deploy(delivery_id, sha, &work).await,
-            PushPlan::CheckDeploy { sha } => self.check_deploy(delivery_id, sha).await,
-            PushPlan::Ignore(reason) => Ok(reason.clone()),
-        }
+    /// A push's work is done once per commit it names, however often the push is
+    /// delivered or replayed under a new delivery id: no second ref update, `deploy_updated`
+    /// or report.
+    async fn act(&self, delivery_id: &str, work: PushWork) -> Result<String, Failure> {
+        let (key, what) = match &work.plan {
+            PushPlan::MoveDeploy { sha } => (
+                format!("deploy-move/{sha}"),
+                format!("Moving {} to {sha}", self.config.deploy_branch),
+            ),
+            PushPlan::CheckDeploy { sha } => (
+                format!("deploy-check/{sha}"),
+                format!(
+                    "Checking the push of {sha} to {}",
+                    self.config.deploy_branch
+                ),
+            ),
+            PushPlan::Ignore(reason) => return Ok(reason.clone()),
+        };
+        let claim = ClaimHandle::new(self.store.as_ref(), self.clock.as_ref(), key, delivery_id);
+        claims::once(&claim, WAIT_FOR_HOLDER, &what, || async {
+            match &work.plan {
+                PushPlan::MoveDeploy { sha } => self.move_deploy(delivery_id, sha, &work).await,
+                PushPlan::CheckDeploy { sha } => self.check_deploy(delivery_id, sha).await,
+                PushPlan::Ignore(reason) => Ok(reason.clone()),
+            }
+        })
+        .await
     }
 }
 
@@ -69,7 +97,7 @@ impl PushHook {
         delivery_id: &str,
         sha: &str,
         work: &PushWork,
-    ) -> Result<String, Transient> {
+    ) -> Result<String, Failure> {
         let deploy = &self.config.deploy_branch;
         let moved = self
             .retry
@@ -80,7 +108,7 @@ impl PushHook {
         match moved {
             Ok(()) => {
                 self.store
-                    .mark_deployed(sha, delivery_id, crate::clock::now())
+                    .mark_deployed(sha, delivery_id, self.clock.now())
                     .await?;
                 self.record(
                     delivery_id,
@@ -89,20 +117,15 @@ impl PushHook {
                 )
                 .await?;
                 let whole: Value = serde_json::from_slice(&work.body)
-                    .map_err(|e| Transient(format!("push payload unreadable: {e}")))?;
+                    .map_err(|e| Failure::Permanent(format!("push payload unreadable: {e}")))?;
                 let payload = rules::deploy_updated_payload(&whole);
-                let reach = self
-                    .notifier
-                    .notify(&SmokeyMessage::DeployUpdated(payload))
-                    .await
-                    .map_err(|e| {
-                        Transient(format!(
-                            "deploy moved to {sha}, but deploy_updated not sent: {e}"
-                        ))
-                    })?;
+                let sent = super::say(
+                    self.notifier.as_ref(),
+                    SmokeyMessage::DeployUpdated(payload),
+                )
+                .await?;
                 Ok(format!(
-                    "Moved {deploy} to {sha}; told {} connection(s)",
-                    reach.sent
+                    "Moved {deploy} to {sha}; told {sent} connection(s)"
                 ))
             }
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
@@ -115,27 +138,44 @@ impl PushHook {
                     json!({ "to": sha, "error": e.to_string() }),
                 )
                 .await?;
-                Err(Transient(format!("could not move {deploy} to {sha}: {e}")))
+                Err(super::github_failure(
+                    format!("could not move {deploy} to {sha}"),
+                    &e,
+                ))
             }
         }
     }
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
-    async fn refused_fast_forward(
-        &self,
-        delivery_id: &str,
-        sha: &str,
-    ) -> Result<String, Transient> {
+    async fn refused_fast_forward(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
         let deploy = &self.config.deploy_branch;
-        let comparison = self
+        let compared = self
             .retry
             .run("compare", || self.github.compare(sha, deploy))
-            .await
-            .map_err(|e| Transient(format!("fast-forward refused and compare failed: {e}")))?;
+            .await;
+        let comparison = match compared {
+            Ok(comparison) => comparison,
+            Err(e) => {
+                let failure = super::github_failure(
+                    format!("{deploy} was not moved to {sha}, and comparing them failed"),
+                    &e,
+                );
+                if let Failure::Permanent(reason) = &failure {
+                    // GitHub does not know the commit: no redelivery changes that.
+                    self.record(
+                        delivery_id,
+                        "unknown-commit",
+                        json!({ "to": sha, "reason": reason }),
+                    )
+                    .await?;
+                }
+                return Err(failure);
+            }
+        };
         if comparison.head_contains_base() {
             self.store
-                .mark_deployed(sha, delivery_id, crate::clock::now())
+                .mark_deployed(sha, delivery_id, self.clock.now())
                 .await?;
             self.record(delivery_id, "already-contained", json!({ "to": sha }))
                 .await?;
@@ -147,7 +187,7 @@ impl PushHook {
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.
-    async fn check_deploy(&self, delivery_id: &str, sha: &str) -> Result<String, Transient> {
+    async fn check_deploy(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
         if self.store.is_deployed(sha).await? {
             return Ok(format!(
                 "{} is at {sha}, where the relay moved it",
@@ -159,10 +199,12 @@ impl PushHook {
             .retry
             .run("compare", || self.github.compare(source, sha))
             .await
-            .map_err(|e| Transient(format!("could not compare {source} with {sha}: {e}")))?;
+            .map_err(|e| {
+                super::github_failure(format!("could not compare {source} with {sha}"), &e)
+            })?;
         if matches!(comparison.status.as_str(), "identical" | "behind") {
             self.store
-                .mark_deployed(sha, delivery_id, crate::clock::now())
+                .mark_deployed(sha, delivery_id, self.clock.now())
                 .await?;
             return Ok(format!(
                 "{} is at {sha}, which is on {source}",
@@ -184,7 +226,7 @@ impl PushHook {
         cause: &str,
         sha: &str,
         comparison: &crate::github::Comparison,
-    ) -> Result<String, Transient> {
+    ) -> Result<String, Failure> {
         let commits: Vec<&str> = comparison.commits.iter().map(|c| c.sha.as_str()).collect();
         self.record(
             delivery_id,
@@ -198,24 +240,17 @@ impl PushHook {
             &comparison.commits,
             comparison.ahead_by,
         );
-        self.notifier
-            .notify(&SmokeyMessage::Chat(message))
-            .await
-            .map_err(|e| Transient(format!("{cause}, but the report was not sent: {e}")))?;
+        super::say(self.notifier.as_ref(), SmokeyMessage::Chat(message)).await?;
         Ok(format!(
             "{cause}; reported {} commit(s), nothing forced",
             comparison.ahead_by
         ))
     }
 
-    async fn record(
-        &self,
-        delivery_id: &str,
-        outcome: &str,
-        detail: Value,
-    ) -> Result<(), Transient> {
+    async fn record(&self, delivery_id: &str, outcome: &str, detail: Value) -> Result<(), Failure> {
         super::record_history(
             self.store.as_ref(),
+            self.clock.now(),
             DEPLOY_HISTORY,
             delivery_id,
             outcome,

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::webhook::{Plan, Route, Transient};
+use super::webhook::{Failure, Plan, Route};
+use crate::clock::Clock;
 use crate::config::RelayConfig;
 use crate::github::payloads::{self, StatusEvent};
 use crate::notify::{Notifier, SmokeyMessage};
@@ -17,6 +18,7 @@ pub struct StatusHook {
     pub config: RelayConfig,
     pub store: Arc<dyn Store>,
     pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -39,7 +41,7 @@ impl Route for StatusHook {
         })
     }
 
-    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Transient> {
+    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Failure> {
         let write = self
             .store
             .record_status(&rules::record_of(&status, delivery_id))
@@ -65,8 +67,8 @@ impl StatusHook {
     /// Sends a commit's verdict at most once per commit, and at least once: the delivery
     /// that claims the verdict sends it, and a retry of that delivery (or any delivery once
     /// the claim is old) sends it again if it was never marked sent.
-    async fn send_once(&self, delivery_id: &str, verdict: Verdict) -> Result<String, Transient> {
-        let now = crate::clock::now();
+    async fn send_once(&self, delivery_id: &str, verdict: Verdict) -> Result<String, Failure> {
+        let now = self.clock.now();
         let claim = VerdictRecord {
             verdict,
             delivery_id: delivery_id.to_string(),
@@ -94,17 +96,17 @@ impl StatusHook {
                 ));
             }
         };
-        let reach = self
-            .notifier
-            .notify(&SmokeyMessage::CommitStatus(verdict.clone()))
-            .await
-            .map_err(|e| Transient(format!("commit_status not sent: {e}")))?;
+        let sent = super::say(
+            self.notifier.as_ref(),
+            SmokeyMessage::CommitStatus(verdict.clone()),
+        )
+        .await?;
         self.store
-            .mark_verdict_notified(&verdict.sha, crate::clock::now())
+            .mark_verdict_notified(&verdict.sha, self.clock.now())
             .await?;
         Ok(format!(
-            "Sent commit_status {} for {} to {} connection(s)",
-            verdict.state, verdict.sha, reach.sent
+            "Sent commit_status {} for {} to {sent} connection(s)",
+            verdict.state, verdict.sha
         ))
     }
 }

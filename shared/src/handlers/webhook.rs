@@ -2,15 +2,16 @@
 //! ledger, the effects, and one log line per delivery.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::HeaderMap;
 
 use crate::answer::Answer;
+use crate::clock::Clock;
 use crate::config::WebhookSecrets;
 use crate::intake;
-use crate::store::{DeliveryEnd, DeliveryStart, Store};
+use crate::store::{DeliveryEnd, DeliveryStart, Store, StoreError};
 
 /// What a route makes of a verified delivery before anything is written.
 pub enum Plan<W> {
@@ -22,15 +23,39 @@ pub enum Plan<W> {
     },
 }
 
-/// A route's effects failed in a way a redelivery may fix (DynamoDB or GitHub down).
-#[derive(Debug)]
-pub struct Transient(pub String);
+/// Why a route's work did not get done, and so whether a redelivery could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// DynamoDB, GitHub or @connections failed in a way that a redelivery may fix: 503.
+    Transient(String),
+    /// No redelivery will fix it (GitHub has no such commit or pull request, a stored item
+    /// cannot be read): recorded as handled and answered 200 with the reason.
+    Permanent(String),
+}
 
-impl<E: std::fmt::Display> From<E> for Transient {
-    fn from(error: E) -> Self {
-        Self(error.to_string())
+impl Failure {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self::Transient(reason.into())
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Transient(reason) | Self::Permanent(reason) => reason,
+        }
     }
 }
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => Self::Transient(error.to_string()),
+            StoreError::Corrupt(_) => Self::Permanent(error.to_string()),
+        }
+    }
+}
+
+/// How long a delivery may take before it is answered 503. GitHub waits 10 s at most.
+pub const ANSWER_BUDGET: Duration = Duration::from_secs(8);
 
 #[async_trait]
 pub trait Route: Send + Sync {
@@ -44,37 +69,56 @@ pub trait Route: Send + Sync {
     fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<Self::Work>, String>;
 
     /// Carries out the work. `Ok` is the decision for the answer and the log.
-    async fn act(&self, delivery_id: &str, work: Self::Work) -> Result<String, Transient>;
+    async fn act(&self, delivery_id: &str, work: Self::Work) -> Result<String, Failure>;
 }
 
-/// A route with the secrets and ledger it is served with.
+/// A route with the secrets, ledger and clock it is served with.
 pub struct Webhook<R> {
     pub route: R,
     secrets: WebhookSecrets,
     ledger: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    budget: Duration,
 }
 
 impl<R: Route> Webhook<R> {
-    pub fn new(route: R, secrets: WebhookSecrets, ledger: Arc<dyn Store>) -> Self {
+    pub fn new(
+        route: R,
+        secrets: WebhookSecrets,
+        ledger: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             route,
             secrets,
             ledger,
+            clock,
+            budget: ANSWER_BUDGET,
         }
     }
 
-    /// Handles one HTTP request and logs one line about it.
+    /// Handles one HTTP request within the answer budget and logs one line about it.
     pub async fn handle(&self, headers: &HeaderMap, body: Vec<u8>) -> Answer {
         let started = Instant::now();
         let mut trace = Trace::default();
-        let answer = self.answer(headers, body, &mut trace).await;
+        let answered =
+            tokio::time::timeout(self.budget, self.answer(headers, body, &mut trace)).await;
+        let answer = answered.unwrap_or_else(|_| {
+            // Cut off anywhere: the ledger entry's lease and the claims let a redelivery
+            // finish what was started.
+            trace.outcome = Outcome::TimedOut;
+            Answer::unavailable(format!(
+                "Not handled within {} s; redeliver later",
+                self.budget.as_secs()
+            ))
+        });
         tracing::info!(
             route = R::NAME,
             event = trace.event.as_deref().unwrap_or("-"),
             delivery = trace.delivery.as_deref().unwrap_or("-"),
             repository = trace.repository.as_deref().unwrap_or("-"),
             decision = %answer.reason,
-            outcome = trace.outcome,
+            outcome = trace.outcome.as_str(),
             status = answer.status.as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "delivery"
@@ -86,18 +130,18 @@ impl<R: Route> Webhook<R> {
         let delivery = match intake::accept(headers, body, &self.secrets) {
             Ok(delivery) => delivery,
             Err(refusal) => {
-                trace.outcome = "refused";
+                trace.outcome = Outcome::Refused;
                 return refusal;
             }
         };
         trace.event = Some(delivery.event.clone());
         trace.delivery = Some(delivery.id.clone());
         if delivery.event == "ping" {
-            trace.outcome = "ignored";
+            trace.outcome = Outcome::Ignored;
             return Answer::ok("pong");
         }
         if !R::EVENTS.contains(&delivery.event.as_str()) {
-            trace.outcome = "ignored";
+            trace.outcome = Outcome::Ignored;
             return Answer::ok(format!(
                 "Not interested in {} events on this route",
                 delivery.event
@@ -105,76 +149,96 @@ impl<R: Route> Webhook<R> {
         }
         let (repository, work) = match self.route.plan(&delivery.event, &delivery.body) {
             Err(reason) => {
-                trace.outcome = "refused";
+                trace.outcome = Outcome::Refused;
                 return Answer::bad_request(reason);
             }
             Ok(Plan::Ignore(reason)) => {
-                trace.outcome = "ignored";
+                trace.outcome = Outcome::Ignored;
                 return Answer::ok(reason);
             }
             Ok(Plan::Act { repository, work }) => (repository, work),
         };
         trace.repository = Some(repository);
-        let now = crate::clock::now();
+        let now = self.clock.now();
         match self.ledger.begin_delivery(&delivery.id, R::NAME, now).await {
             Err(e) => {
-                trace.outcome = "failed";
+                trace.outcome = Outcome::Failed;
                 return Answer::unavailable(format!(
                     "Delivery ledger unavailable; redeliver later: {e}"
                 ));
             }
             Ok(DeliveryStart::AlreadyHandled { outcome }) => {
-                trace.outcome = "duplicate";
+                trace.outcome = Outcome::Duplicate;
                 return Answer::ok(format!(
                     "Delivery {} was handled already: {outcome}",
                     delivery.id
                 ));
             }
             Ok(DeliveryStart::InFlight) => {
-                trace.outcome = "duplicate";
-                return Answer::accepted(format!(
-                    "Delivery {} is being handled by another invocation",
+                // Not carried out here: a 2xx would tell GitHub it was, and if the other
+                // invocation crashed the effect would be lost.
+                trace.outcome = Outcome::InFlight;
+                return Answer::unavailable(format!(
+                    "Delivery {} is being handled by another invocation; redeliver later",
                     delivery.id
                 ));
             }
             Ok(DeliveryStart::Fresh | DeliveryStart::Retry) => {}
         }
-        match self.route.act(&delivery.id, work).await {
+        let (end, answer) = match self.route.act(&delivery.id, work).await {
             Ok(decision) => {
-                trace.outcome = "handled";
-                if let Err(e) = self
-                    .ledger
-                    .end_delivery(
-                        &delivery.id,
-                        DeliveryEnd::Handled,
-                        &decision,
-                        crate::clock::now(),
-                    )
-                    .await
-                {
-                    // The effects are done and each is idempotent, so a redelivery would do
-                    // no harm; the answer stays a success.
-                    tracing::warn!(delivery = %delivery.id, error = %e, "could not mark delivery handled");
-                }
-                Answer::ok(decision)
+                trace.outcome = Outcome::Handled;
+                (DeliveryEnd::Handled, Answer::ok(decision))
             }
-            Err(Transient(reason)) => {
-                trace.outcome = "failed";
-                if let Err(e) = self
-                    .ledger
-                    .end_delivery(
-                        &delivery.id,
-                        DeliveryEnd::Failed,
-                        &reason,
-                        crate::clock::now(),
-                    )
-                    .await
-                {
-                    // The lease on the ledger entry lets a redelivery through later anyway.
-                    tracing::warn!(delivery = %delivery.id, error = %e, "could not mark delivery failed");
-                }
-                Answer::unavailable(format!("Not handled, redeliver later: {reason}"))
+            Err(Failure::Permanent(reason)) => {
+                trace.outcome = Outcome::Unactionable;
+                (DeliveryEnd::Handled, Answer::ok(reason))
             }
+            Err(Failure::Transient(reason)) => {
+                trace.outcome = Outcome::Failed;
+                let answer = Answer::unavailable(format!("Not handled, redeliver later: {reason}"));
+                (DeliveryEnd::Failed, answer)
+            }
+        };
+        let ended = self
+            .ledger
+            .end_delivery(&delivery.id, end, &answer.reason, self.clock.now())
+            .await;
+        if let Err(e) = ended {
+            // A handled delivery's effects are idempotent, and a failed one's lease lets a
+            // redelivery through later: the answer stands either way.
+            tracing::warn!(delivery = %delivery.id, error = %e, "could not record the delivery's end");
+        }
+        answer
+    }
+}
+
+/// What became of a delivery, as logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Outcome {
+    #[default]
+    Refused,
+    Ignored,
+    Duplicate,
+    InFlight,
+    Handled,
+    /// Handled as far as it can ever be: the reason is the answer.
+    Unactionable,
+    Failed,
+    TimedOut,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+            Self::InFlight => "in-flight",
+            Self::Handled => "handled",
+            Self::Unactionable => "unactionable",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed-out",
         }
     }
 }
@@ -184,7 +248,7 @@ struct Trace {
     event: Option<String>,
     delivery: Option<String>,
     repository: Option<String>,
-    outcome: &'static str,
+    outcome: Outcome,
 }
 
 /// What a function serves: one route, or several told apart by path.

@@ -7,12 +7,14 @@ use base64::Engine;
 
 use crate::broadcast::ConnectionsApi;
 use crate::cable::{self, Command};
+use crate::clock::Clock;
 use crate::keys;
 use crate::store::{Connection, Store};
 
 pub struct Sockets {
     pub store: Arc<dyn Store>,
     pub api: Arc<dyn ConnectionsApi>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What a WebSocket route answers API Gateway. A non-2xx on `$connect` refuses the socket.
@@ -39,7 +41,7 @@ impl Sockets {
             return response(400);
         };
         let source_ip = event.request_context.identity.source_ip.clone();
-        let connection = Connection::new(id, source_ip, crate::clock::now());
+        let connection = Connection::new(id, source_ip, self.clock.now());
         match self.store.put_connection(&connection).await {
             Ok(()) => {
                 tracing::info!(route = "$connect", connection = %id, "connected");
@@ -119,6 +121,19 @@ impl Sockets {
         channel: Option<&str>,
         key: Option<&str>,
     ) -> Result<String, String> {
+        if !cable::identifier_fits(identifier) {
+            // Every frame to it would pass 32 KB: refused before it can block anything. The
+            // refusal echoes the identifier, so it goes out only if it fits a frame.
+            let reply = cable::reject_subscription(identifier);
+            if reply.len() <= cable::MAX_FRAME_BYTES {
+                let _ = self.api.post(id, &reply).await;
+            }
+            return Ok(format!(
+                "rejected: identifier of {} bytes is over {}",
+                identifier.len(),
+                cable::MAX_IDENTIFIER_BYTES
+            ));
+        }
         let client = match (channel, key) {
             (Some(cable::CHANNEL), Some(key)) => keys::identify(self.store.as_ref(), key)
                 .await

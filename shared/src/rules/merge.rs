@@ -1,5 +1,7 @@
 //! Approved blacklist pull requests merge themselves (DESIGN §1, §4 "Pull request").
 
+use std::time::Duration;
+
 use crate::config::RelayConfig;
 use crate::github::api::{GitHubError, PullRequest};
 use crate::github::payloads::StatusEvent;
@@ -106,6 +108,55 @@ pub fn merge_title(pr: &PullRequest, config: &RelayConfig) -> String {
 pub fn is_base_modified(error: &GitHubError) -> bool {
     error.is(http::StatusCode::METHOD_NOT_ALLOWED)
         && error.message.contains("Base branch was modified")
+}
+
+/// How many times a merge is tried again when GitHub says the base moved meanwhile.
+pub const BASE_MODIFIED_RETRIES: u32 = 3;
+/// How many merge requests that answered 5xx one delivery may make.
+pub const SERVER_ERROR_ATTEMPTS: u32 = 2;
+
+/// What to do after a merge request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterMergeError {
+    /// 409: the head moved since the approval. Never merged; nothing to say.
+    HeadMoved,
+    /// 405 "Base branch was modified": ask again after this wait.
+    RetryAfter(Duration),
+    /// GitHub will not merge it (another 405, a 404 or 422): record it and say why.
+    Refused(String),
+    /// A 5xx or no answer: the merge may have happened. Re-read before anything else.
+    Reread,
+    /// Stop for now; a redelivery may succeed (credentials, rate limits, GitHub down).
+    GiveUp,
+}
+
+/// Decides after the merge request failed with `error`; `tries` counts the earlier
+/// base-modified retries and `server_errors` the 5xx answers so far, this one included.
+pub fn after_merge_error(error: &GitHubError, tries: u32, server_errors: u32) -> AfterMergeError {
+    use http::StatusCode;
+    if error.is(StatusCode::CONFLICT) {
+        return AfterMergeError::HeadMoved;
+    }
+    if is_base_modified(error) {
+        return match tries < BASE_MODIFIED_RETRIES {
+            true => AfterMergeError::RetryAfter(Duration::from_millis(250 << (tries + 1))),
+            false => AfterMergeError::GiveUp,
+        };
+    }
+    if [
+        StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::NOT_FOUND,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ]
+    .into_iter()
+    .any(|status| error.is(status))
+    {
+        return AfterMergeError::Refused(error.message.clone());
+    }
+    if error.is_transient() && server_errors < SERVER_ERROR_ATTEMPTS {
+        return AfterMergeError::Reread;
+    }
+    AfterMergeError::GiveUp
 }
 
 pub fn opened_message(pr: &PullRequest) -> String {
@@ -243,6 +294,48 @@ mod tests {
         assert_eq!(
             opened_message(&bot_pr()),
             "[PR#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234) (\"Codertocat: Blacklist example\\.com\") opened by SmokeDetector"
+        );
+    }
+
+    #[test]
+    fn merge_errors_lead_to_one_next_step_each() {
+        let error = |status: u16, message: &str| GitHubError {
+            status: Some(http::StatusCode::from_u16(status).unwrap()),
+            message: message.into(),
+            retry_after: None,
+        };
+        let base = "Base branch was modified. Review and try the merge again.";
+        assert_eq!(
+            after_merge_error(&error(409, "Head branch was modified"), 0, 0),
+            AfterMergeError::HeadMoved
+        );
+        assert_eq!(
+            after_merge_error(&error(405, base), 0, 0),
+            AfterMergeError::RetryAfter(Duration::from_millis(500))
+        );
+        assert_eq!(
+            after_merge_error(&error(405, base), BASE_MODIFIED_RETRIES, 0),
+            AfterMergeError::GiveUp
+        );
+        assert_eq!(
+            after_merge_error(&error(405, "Pull Request is not mergeable"), 0, 0),
+            AfterMergeError::Refused("Pull Request is not mergeable".into())
+        );
+        assert_eq!(
+            after_merge_error(&error(404, "Not Found"), 0, 0),
+            AfterMergeError::Refused("Not Found".into())
+        );
+        assert_eq!(
+            after_merge_error(&error(502, "Server Error"), 0, 1),
+            AfterMergeError::Reread
+        );
+        assert_eq!(
+            after_merge_error(&error(502, "Server Error"), 0, SERVER_ERROR_ATTEMPTS),
+            AfterMergeError::GiveUp
+        );
+        assert_eq!(
+            after_merge_error(&error(401, "Bad credentials"), 0, 0),
+            AfterMergeError::GiveUp
         );
     }
 

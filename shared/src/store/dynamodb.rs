@@ -10,7 +10,8 @@
 //! | relay's deploy  | `commit#<sha>`      | `deployed`         | plain                           |
 //! | client key      | `client-key`        | `name#<name>`      | conditional: name unused        |
 //! | history entry   | `history#<stream>`  | `<at>#<µs>#<rand>` | plain (append only)             |
-//! | once-only claim | `claim#<key>`       | `claim`            | conditional: unclaimed          |
+//! | once-only claim | `claim#<key>`       | `claim`            | conditional: unclaimed; then a  |
+//! |                 |                     |                    | swap from the record last read  |
 //!
 //! One query (`pk = commit#<sha>`) gives everything known about a commit. Connections live
 //! in their own table (`CONNECTIONS_TABLE`, key `connection_id`, TTL `expires_at`) because
@@ -381,34 +382,49 @@ impl Store for DynamoStore {
     }
 
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError> {
-        let Some(held) = self
-            .put_unless_present(claim_item(key, owner, "claimed", now))
-            .await?
-        else {
+        let record = ClaimRecord {
+            owner: owner.to_string(),
+            claimed_at: now,
+            state: ClaimState::Claimed,
+        };
+        let Some(held) = self.put_unless_present(claim_item(key, &record)).await? else {
             return Ok(Claim::Won);
         };
+        let state = text(&held, "state")?;
         Ok(Claim::Held(ClaimRecord {
             owner: text(&held, "owner")?,
             claimed_at: number(&held, "claimed_at")?,
-            state: text(&held, "state")?,
+            state: ClaimState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown claim state {state:?}")))?,
         }))
     }
 
-    async fn update_claim(
+    async fn swap_claim(
         &self,
         key: &str,
-        owner: &str,
-        state: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.client
+        expected: &ClaimRecord,
+        new: &ClaimRecord,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
             .put_item()
             .table_name(&self.tables.main)
-            .set_item(Some(claim_item(key, owner, state, now)))
+            .set_item(Some(claim_item(key, new)))
+            .condition_expression(
+                "#owner = :owner AND claimed_at = :claimed_at AND #state = :state",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", s(&expected.owner))
+            .expression_attribute_values(":claimed_at", n(expected.claimed_at))
+            .expression_attribute_values(":state", s(expected.state.as_str()))
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -630,14 +646,16 @@ fn item<const N: usize>(attributes: [(&str, AttributeValue); N]) -> Item {
         .collect()
 }
 
-fn claim_item(key: &str, owner: &str, state: &str, now: i64) -> Item {
+fn claim_item(key: &str, record: &ClaimRecord) -> Item {
+    // A released claim (`claimed_at` 0) still lives its full time from now.
+    let kept_from = written_micros() / 1_000_000;
     item([
         ("pk", s(format!("claim#{key}"))),
         ("sk", s("claim")),
-        ("owner", s(owner)),
-        ("claimed_at", n(now)),
-        ("state", s(state)),
-        (TTL_ATTRIBUTE, n(now + ttl::CLAIM)),
+        ("owner", s(&record.owner)),
+        ("claimed_at", n(record.claimed_at)),
+        ("state", s(record.state.as_str())),
+        (TTL_ATTRIBUTE, n(kept_from + ttl::CLAIM)),
     ])
 }
 

@@ -232,7 +232,7 @@ impl Store for EmbeddedStore {
                 let record = ClaimRecord {
                     owner: owner.to_string(),
                     claimed_at: now,
-                    state: "claimed".into(),
+                    state: ClaimState::Claimed,
                 };
                 state.claims.insert(key.to_string(), record);
                 Claim::Won
@@ -240,22 +240,18 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn update_claim(
+    async fn swap_claim(
         &self,
         key: &str,
-        owner: &str,
-        claim_state: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.change(|state| {
-            state.claims.insert(
-                key.to_string(),
-                ClaimRecord {
-                    owner: owner.to_string(),
-                    claimed_at: now,
-                    state: claim_state.to_string(),
-                },
-            );
+        expected: &ClaimRecord,
+        new: &ClaimRecord,
+    ) -> Result<bool, StoreError> {
+        self.change(|state| match state.claims.get_mut(key) {
+            Some(held) if held == expected => {
+                *held = new.clone();
+                true
+            }
+            _ => false,
         })
     }
 

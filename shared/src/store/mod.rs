@@ -26,8 +26,9 @@ pub mod ttl {
 }
 
 /// A delivery marked as in progress longer than this is taken to have crashed and may be
-/// handled again. Lambda's timeout for the webhook functions is far below it.
-pub const DELIVERY_LEASE_SECONDS: i64 = 120;
+/// handled again. Every delivery is answered within `handlers::webhook::ANSWER_BUDGET` (8 s),
+/// far below it.
+pub const DELIVERY_LEASE_SECONDS: i64 = 30;
 
 /// A verdict claimed but not sent for this long may be sent by another delivery.
 pub const VERDICT_LEASE_SECONDS: i64 = 60;
@@ -151,12 +152,63 @@ pub struct HistoryEntry {
     pub detail: serde_json::Value,
 }
 
-/// Who holds a once-only claim, and how far they got.
+/// Who holds a once-only claim, how far they got, and since when (the lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRecord {
     pub owner: String,
+    /// When the holder last moved it on; `0` when released for anyone to take over.
     pub claimed_at: i64,
-    pub state: String,
+    pub state: ClaimState,
+}
+
+/// The steps of a once-only piece of work, in the order they are done. Stored as the
+/// lowercase names below (the names version one wrote, so its items read back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimState {
+    /// Taken; the work itself (a merge, a message) is not known to be done.
+    Claimed,
+    /// The pull request is merged; the announcement is not known to be sent.
+    Merged,
+    /// Merged and announced; the head branch is not known to be deleted.
+    Announced,
+    /// Everything is done.
+    BranchDeleted,
+    /// The work is done (for claims with a single step).
+    Done,
+    /// Decided against for good (head moved, not mergeable): nothing more to do.
+    Refused,
+    /// Someone else merged it: nothing to announce or delete.
+    MergedElsewhere,
+    /// Version one's mark of a failed merge attempt: read as `Claimed`, free to take over.
+    Failed,
+}
+
+impl ClaimState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Merged => "merged",
+            Self::Announced => "announced",
+            Self::BranchDeleted => "branch-deleted",
+            Self::Done => "done",
+            Self::Refused => "refused",
+            Self::MergedElsewhere => "merged-elsewhere",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
+
+    /// Whether nothing is left to do.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::BranchDeleted | Self::Done | Self::Refused | Self::MergedElsewhere
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,14 +254,14 @@ pub trait Store: Send + Sync {
 
     /// Takes `key` for `owner` unless someone holds it (a conditional write), with state `claimed`.
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError>;
-    /// Records how far the holder of `key` got, and makes it the holder.
-    async fn update_claim(
+    /// Replaces the claim on `key` with `new` only if it is still exactly `expected` (a
+    /// conditional write); false when someone else changed it first.
+    async fn swap_claim(
         &self,
         key: &str,
-        owner: &str,
-        state: &str,
-        now: i64,
-    ) -> Result<(), StoreError>;
+        expected: &ClaimRecord,
+        new: &ClaimRecord,
+    ) -> Result<bool, StoreError>;
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;

@@ -1,0 +1,163 @@
+//! `relay-local serve` stopped with SIGTERM while a delivery is in flight: the delivery
+//! finishes with its answer and its frames, every client then gets close code 1001, and the
+//! process exits 0.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use build_relay::intake;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SECRET: &str = "shutdown test secret";
+const KEY: &str = "key-for-the-shutdown-test-0123";
+const REPO: &str = "/repos/Charcoal-SE/SmokeDetector";
+
+fn sample(name: &str) -> Value {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
+}
+
+/// GitHub where reading the PR takes a while, so that the delivery is still in flight.
+async fn slow_github() -> MockServer {
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/pulls/1234")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(sample("github-api-pull-1234.json"))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&github)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("{REPO}/pulls/1234/merge")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+            "merged": true,
+            "message": "Pull Request successfully merged"
+        })))
+        .mount(&github)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(format!(
+            "{REPO}/git/refs/heads/auto-blacklist-1700000000"
+        )))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&github)
+        .await;
+    github
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(port: u16, github: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_relay-local"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("RELAY_CLIENT_KEYS", format!("smokey:{KEY}"))
+        .env("GITHUB_TOKEN", "ghp_shutdown_test")
+        .env("GITHUB_API_URL", github)
+        .env("PING_INTERVAL_SECONDS", "60")
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay-local starts")
+}
+
+async fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "relay-local never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_deliveries_then_closes_sockets_with_1001() {
+    let github = slow_github().await;
+    let port = free_port();
+    let mut relay = serve(port, &github.uri());
+    wait_until_listening(port).await;
+
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable"))
+        .await
+        .unwrap();
+    let identifier = json!({ "channel": "SmokeDetectorChannel", "key": KEY }).to_string();
+    let subscribe = json!({ "command": "subscribe", "identifier": identifier }).to_string();
+    client.send(Message::text(subscribe)).await.unwrap();
+    let Some(Ok(Message::Text(confirm))) = client.next().await else {
+        panic!("no reply to subscribe");
+    };
+    assert!(confirm.contains("confirm_subscription"), "{confirm}");
+
+    let body = serde_json::to_vec(&sample("status-approval.json")).unwrap();
+    let approval = tokio::spawn(async move {
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/github/pr_merge"))
+            .header("content-type", "application/json")
+            .header(intake::EVENT_HEADER, "status")
+            .header(intake::DELIVERY_HEADER, "in-flight-1")
+            .header(
+                intake::SIGNATURE_HEADER,
+                intake::sign(SECRET.as_bytes(), &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let (status, reason) = approval.await.unwrap();
+    assert_eq!(status, 200, "{reason}");
+    assert!(reason.starts_with("Merged #1234"), "{reason}");
+
+    let mut got_merged = false;
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(15), client.next())
+            .await
+            .expect("the socket is closed, not left hanging");
+        match frame {
+            Some(Ok(Message::Text(text))) => got_merged |= text.contains("Merged SmokeDetector"),
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    };
+    assert!(got_merged, "the delivery's frame came before the close");
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = relay.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "relay-local did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}

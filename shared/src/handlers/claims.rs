@@ -1,0 +1,155 @@
+//! Carries out `rules::claim` against the store: take a claim (or wait for its holder),
+//! move it on step by step, hand it back when a step fails.
+
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::rules::claim::{self as rules, Turn};
+use crate::store::{Claim, ClaimRecord, ClaimState, Store, StoreError};
+
+/// How often a delivery waiting for another one's claim looks again.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// What a delivery got when it asked for a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Nobody had it: this delivery holds it, fresh.
+    Won(ClaimRecord),
+    /// This delivery holds it (again, or taken over), at the record's step.
+    Mine(ClaimRecord),
+    /// All done, by whoever held it.
+    Finished(ClaimRecord),
+    /// Another delivery holds a live lease.
+    Busy(ClaimRecord),
+}
+
+/// One claim key, for one delivery.
+pub struct ClaimHandle<'a> {
+    pub key: String,
+    pub me: &'a str,
+    store: &'a dyn Store,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> ClaimHandle<'a> {
+    pub fn new(
+        store: &'a dyn Store,
+        clock: &'a dyn Clock,
+        key: impl Into<String>,
+        me: &'a str,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            me,
+            store,
+            clock,
+        }
+    }
+
+    /// Takes the claim if it is free, ours, or its holder's lease ran out.
+    pub async fn take(&self) -> Result<Taken, StoreError> {
+        loop {
+            let now = self.clock.now();
+            let held = match self.store.claim(&self.key, self.me, now).await? {
+                Claim::Won => {
+                    return Ok(Taken::Won(ClaimRecord {
+                        owner: self.me.to_string(),
+                        claimed_at: now,
+                        state: ClaimState::Claimed,
+                    }));
+                }
+                Claim::Held(held) => held,
+            };
+            match rules::turn(&held, self.me, now) {
+                Turn::Finished(record) => return Ok(Taken::Finished(record)),
+                Turn::Wait(record) => return Ok(Taken::Busy(record)),
+                Turn::Take { expected, mine } => {
+                    if self.store.swap_claim(&self.key, &expected, &mine).await? {
+                        return Ok(Taken::Mine(mine));
+                    }
+                    // Someone moved it meanwhile: look again.
+                }
+            }
+        }
+    }
+
+    /// Takes the claim, waiting up to `patience` while another delivery holds it.
+    pub async fn take_or_wait(&self, patience: Duration) -> Result<Taken, StoreError> {
+        let started = Instant::now();
+        loop {
+            match self.take().await? {
+                Taken::Busy(_) if started.elapsed() + WAIT_POLL <= patience => {
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+                taken => return Ok(taken),
+            }
+        }
+    }
+
+    /// Moves the held claim on to `state`; false when another delivery took it over.
+    pub async fn advance(
+        &self,
+        held: &mut ClaimRecord,
+        state: ClaimState,
+    ) -> Result<bool, StoreError> {
+        let next = rules::advanced(held, state, self.clock.now());
+        let swapped = self.store.swap_claim(&self.key, held, &next).await?;
+        if swapped {
+            *held = next;
+        }
+        Ok(swapped)
+    }
+
+    /// Hands the claim back at its step so that the next delivery may go on at once.
+    pub async fn release(&self, held: &ClaimRecord) {
+        if let Err(error) = self
+            .store
+            .swap_claim(&self.key, held, &rules::released(held))
+            .await
+        {
+            // Its lease runs out on its own.
+            tracing::warn!(claim = %self.key, %error, "could not release claim");
+        }
+    }
+}
+
+/// Does single-step work at most once per key (at least once across failures): the
+/// delivery that takes the claim does `work`; a failure hands the claim back for the
+/// redelivery; later deliveries of the same work are answered `done` without effect.
+pub async fn once<F, Fut>(
+    claim: &ClaimHandle<'_>,
+    patience: Duration,
+    what: &str,
+    work: F,
+) -> Result<String, crate::handlers::webhook::Failure>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String, crate::handlers::webhook::Failure>>,
+{
+    use crate::handlers::webhook::Failure;
+    let mut held = match claim.take_or_wait(patience).await? {
+        Taken::Won(held) | Taken::Mine(held) => held,
+        Taken::Finished(held) => {
+            return Ok(format!(
+                "{what}: done already by delivery {}; nothing to do",
+                held.owner
+            ));
+        }
+        Taken::Busy(held) => {
+            return Err(Failure::transient(format!(
+                "{what}: under way in delivery {}; redeliver if it does not finish",
+                held.owner
+            )));
+        }
+    };
+    match work().await {
+        Ok(done) => {
+            claim.advance(&mut held, ClaimState::Done).await?;
+            Ok(done)
+        }
+        Err(failure) => {
+            claim.release(&held).await;
+            Err(failure)
+        }
+    }
+}
