@@ -351,3 +351,28 @@ async fn keepalive_pings_every_connection_each_interval() {
         assert!((ping["message"].as_i64().unwrap() - clock::now()).abs() < 5);
     }
 }
+
+#[tokio::test]
+async fn a_client_vanishing_during_a_store_outage_does_not_hold_up_pings() {
+    let s = setup().await;
+    connection(s.store.as_ref(), "a", true).await;
+    connection(s.store.as_ref(), "ghost", false).await;
+    let keepalive = Keepalive {
+        broadcaster: Broadcaster::new(s.store.clone(), s.api.clone()),
+        interval: Duration::from_millis(400),
+        clock: clock::system(),
+    };
+    let run = tokio::spawn(async move { keepalive.run_for(Duration::from_millis(2000)).await });
+    // After the first round: the store stops answering and the ghost's socket goes away.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.store.set_hanging(true);
+    s.api.gone.lock().unwrap().insert("ghost".into());
+    let report = tokio::time::timeout(Duration::from_secs(6), run)
+        .await
+        .expect("a ping round waited on the store")
+        .unwrap();
+    s.store.set_hanging(false);
+    assert_eq!((report.rounds, report.stale_rounds, report.gone), (5, 4, 1));
+    let to_a = s.api.posts().iter().filter(|(id, _)| id == "a").count();
+    assert_eq!(to_a, 5, "every round pinged the live client");
+}

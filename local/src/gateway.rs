@@ -146,7 +146,6 @@ impl Gateway {
                 server::refuse_oversized(MAX_BODY_BYTES, request, next)
             }))
             .with_state(Arc::clone(&app));
-        let app_handle = app;
 
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, router, async move {
@@ -162,7 +161,7 @@ impl Gateway {
         Ok(Running {
             addr,
             store,
-            app: Arc::clone(&app_handle),
+            app,
             shutdown,
             server,
             keepalive,

@@ -63,6 +63,13 @@ impl Outbox {
         self.dropped.notified().await;
     }
 
+    /// Queues a frame and counts its bytes until the writer says it went out; false when
+    /// the writer is gone.
+    fn push(&self, outgoing: Outgoing) -> bool {
+        self.queued.fetch_add(outgoing.bytes(), Ordering::SeqCst);
+        self.tx.send(outgoing).is_ok()
+    }
+
     /// Bytes waiting to go out.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
@@ -132,8 +139,7 @@ impl Peers {
             open.remove(id);
             return false;
         }
-        outbox.queued.fetch_add(bytes, Ordering::SeqCst);
-        if outbox.tx.send(outgoing).is_ok() {
+        if outbox.push(outgoing) {
             return true;
         }
         open.remove(id);
@@ -149,7 +155,7 @@ impl Peers {
     pub fn close_all(&self, code: u16, reason: &'static str) -> usize {
         let open = self.lock();
         for peer in open.values() {
-            let _ = peer.outbox.tx.send(Outgoing::Close { code, reason });
+            peer.outbox.push(Outgoing::Close { code, reason });
         }
         open.len()
     }

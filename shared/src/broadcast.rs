@@ -101,8 +101,10 @@ pub struct Broadcaster {
 
 /// How one round of posts went.
 #[derive(Debug, Default)]
-struct Round {
-    reach: Reach,
+pub struct Round {
+    pub reach: Reach,
+    /// Connections that answered 410, whose rows are still to be deleted (`forget`).
+    pub gone: Vec<String>,
     last_error: Option<String>,
 }
 
@@ -119,14 +121,32 @@ impl Broadcaster {
         &self.store
     }
 
-    /// Sends a keepalive ping to each of `connections`, subscribed or not.
-    pub async fn ping(&self, connections: &[Connection], now: i64) -> Reach {
+    /// Sends a keepalive ping to each of `connections`, subscribed or not. The rows of
+    /// those found gone are left to the caller (`forget`), which may not want to wait on
+    /// the store.
+    pub async fn ping(&self, connections: &[Connection], now: i64) -> Round {
         let frame = cable::ping(now);
         let posts = connections
             .iter()
             .map(|c| (c.id.clone(), frame.clone()))
             .collect();
-        self.post_all(posts).await.reach
+        self.post_all(posts).await
+    }
+
+    /// Deletes the rows of connections found gone (410), all at once.
+    pub async fn forget(&self, gone: &[String]) {
+        let mut ids: Vec<&String> = gone.iter().collect();
+        ids.sort();
+        ids.dedup();
+        futures_util::future::join_all(ids.into_iter().map(|id| async move {
+            match self.store.delete_connection(id).await {
+                Ok(()) => tracing::info!(connection = %id, "connection gone (410); row deleted"),
+                Err(e) => {
+                    tracing::warn!(connection = %id, error = %e, "connection gone (410) but its row could not be deleted")
+                }
+            }
+        }))
+        .await;
     }
 
     async fn post_all(&self, posts: Vec<(String, String)>) -> Round {
@@ -142,16 +162,10 @@ impl Broadcaster {
         for (id, result) in results {
             match result {
                 Ok(()) => round.reach.sent += 1,
-                Err(PostError::Gone) => match self.store.delete_connection(&id).await {
-                    Ok(()) => {
-                        round.reach.gone += 1;
-                        tracing::info!(connection = %id, "connection gone (410); row deleted");
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = %id, error = %e, "connection gone (410) but its row could not be deleted");
-                        round.reach.gone += 1;
-                    }
-                },
+                Err(PostError::Gone) => {
+                    round.reach.gone += 1;
+                    round.gone.push(id);
+                }
                 Err(PostError::Failed(error)) => {
                     tracing::warn!(connection = %id, %error, "post to connection failed");
                     round.reach.failed += 1;
@@ -203,7 +217,9 @@ impl Notifier for Broadcaster {
         if posts.is_empty() && oversized > 0 {
             return Err(NotifyError::TooLarge(largest));
         }
-        let mut reach = self.post_all(posts).await.into_result()?;
+        let round = self.post_all(posts).await;
+        self.forget(&round.gone).await;
+        let mut reach = round.into_result()?;
         reach.failed += oversized;
         Ok(reach)
     }

@@ -102,12 +102,16 @@ impl Keepalive {
                 );
             }
         }
-        let Some(connections) = &known.connections else {
+        let Some(connections) = &mut known.connections else {
             return;
         };
-        let reach = self.broadcaster.ping(connections, now).await;
-        report.sent += reach.sent;
-        report.gone += reach.gone;
-        report.failed += reach.failed;
+        let round = self.broadcaster.ping(connections, now).await;
+        connections.retain(|c| !round.gone.contains(&c.id));
+        // Like the read, the cleanup waits on the store only so long: a row left behind
+        // expires by TTL, or the next broadcast's 410 removes it.
+        let _ = tokio::time::timeout(patience, self.broadcaster.forget(&round.gone)).await;
+        report.sent += round.reach.sent;
+        report.gone += round.reach.gone;
+        report.failed += round.reach.failed;
     }
 }

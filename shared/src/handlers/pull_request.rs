@@ -304,9 +304,7 @@ impl Merging<'_> {
             let next = match held.state {
                 ClaimState::Claimed | ClaimState::Failed => {
                     match rules::check_pull(pr, self.sha, &prs.config) {
-                        PullCheck::AlreadyMerged
-                            if fresh_claim && held.state == ClaimState::Claimed =>
-                        {
+                        PullCheck::AlreadyMerged if fresh_claim => {
                             // Nobody of ours had tried: someone merged it by hand.
                             self.advance(held, ClaimState::MergedElsewhere).await?;
                             return Ok(format!("#{} is merged already; nothing to do", pr.number));
@@ -323,7 +321,6 @@ impl Merging<'_> {
                             ClaimState::Merged
                         }
                         PullCheck::Refuse(reason) => {
-                            self.advance(held, ClaimState::Refused).await?;
                             prs.record(
                                 &stream,
                                 me,
@@ -331,6 +328,7 @@ impl Merging<'_> {
                                 json!({ "sha": self.sha, "reason": reason }),
                             )
                             .await?;
+                            self.advance(held, ClaimState::Refused).await?;
                             return Ok(reason);
                         }
                         PullCheck::Merge => match self.merge(pr).await? {
@@ -345,7 +343,6 @@ impl Merging<'_> {
                                 ClaimState::Merged
                             }
                             MergeEnd::Refused { outcome, reason } => {
-                                self.advance(held, ClaimState::Refused).await?;
                                 prs.record(
                                     &stream,
                                     me,
@@ -353,14 +350,16 @@ impl Merging<'_> {
                                     json!({ "sha": self.sha, "reason": reason }),
                                 )
                                 .await?;
-                                if outcome == "refused" {
+                                // Said before the claim is final: a failed message is
+                                // said again by the redelivery, which asks GitHub again.
+                                let answer = if outcome == "refused" {
                                     prs.say(rules::not_merged_message(pr, &reason)).await?;
-                                    return Ok(format!(
-                                        "GitHub would not merge #{}: {reason}",
-                                        pr.number
-                                    ));
-                                }
-                                return Ok(reason);
+                                    format!("GitHub would not merge #{}: {reason}", pr.number)
+                                } else {
+                                    reason
+                                };
+                                self.advance(held, ClaimState::Refused).await?;
+                                return Ok(answer);
                             }
                         },
                     }

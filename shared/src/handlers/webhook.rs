@@ -37,12 +37,6 @@ impl Failure {
     pub fn transient(reason: impl Into<String>) -> Self {
         Self::Transient(reason.into())
     }
-
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Transient(reason) | Self::Permanent(reason) => reason,
-        }
-    }
 }
 
 impl From<StoreError> for Failure {

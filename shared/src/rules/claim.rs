@@ -139,6 +139,7 @@ mod tests {
             (ClaimState::MergedElsewhere, "merged-elsewhere"),
             (ClaimState::Failed, "failed"),
             (ClaimState::BranchDeleted, "branch-deleted"),
+            (ClaimState::Done, "done"),
         ] {
             assert_eq!(state.as_str(), text);
             assert_eq!(ClaimState::parse(text), Some(state));
