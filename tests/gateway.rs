@@ -11,14 +11,12 @@ use build_relay::store::embedded::EmbeddedStore;
 use build_relay::store::{Connection, Store};
 use build_relay::{cable, clock};
 use futures_util::{SinkExt, StreamExt};
+use integration_tests::cable_client::*;
 use integration_tests::fake_github::FakeGitHub;
 use integration_tests::*;
 use relay_local::Running;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const KEY_A: &str = "key-for-smokey-a-0123456789";
 const KEY_B: &str = "key-for-smokey-b-0123456789";
@@ -44,44 +42,6 @@ async fn gateway() -> Running {
         Duration::from_secs(60),
     )
     .await
-}
-
-async fn connect(gateway: &Running) -> Client {
-    tokio_tungstenite::connect_async(gateway.cable_url())
-        .await
-        .unwrap()
-        .0
-}
-
-fn identifier(channel: &str, key: &str) -> String {
-    json!({ "channel": channel, "key": key }).to_string()
-}
-
-/// Sends Smokey's subscribe frame and returns the reply frame.
-async fn subscribe(client: &mut Client, identifier: &str) -> String {
-    let frame = json!({ "command": "subscribe", "identifier": identifier }).to_string();
-    client.send(Message::text(frame)).await.unwrap();
-    next_frame(client, Duration::from_secs(5))
-        .await
-        .expect("a reply to subscribe")
-}
-
-/// The next frame that is not a ping, if one comes within `wait`.
-async fn next_frame(client: &mut Client, wait: Duration) -> Option<String> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, client.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] != "ping" {
-                    return Some(text.to_string());
-                }
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => return None,
-        }
-    }
 }
 
 /// Waits until the store shows `count` subscribed connections (unsubscribe has no reply).
@@ -114,25 +74,6 @@ async fn post_status(gateway: &Running, delivery: &str) -> reqwest::Response {
         delivery,
     )
     .await
-}
-
-/// POSTs a signed sample from `local/samples/` to a webhook route.
-async fn post_sample(
-    gateway: &Running,
-    route: &str,
-    event: &str,
-    sample: &str,
-    delivery: &str,
-) -> reqwest::Response {
-    let body = serde_json::to_vec(&integration_tests::sample(sample)).unwrap();
-    let headers = github_headers(event, delivery, &body, TEST_SECRET);
-    reqwest::Client::new()
-        .post(format!("{}{route}", gateway.url()))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
 }
 
 fn expected_commit_status(identifier: &str) -> String {

@@ -280,7 +280,7 @@ async fn a_push_of_two_thousand_commits_fits_one_frame(backend: Backend) {
     let identifier = r#"{"channel":"SmokeDetectorChannel","key":"a-64-character-client-key-0000000000000000000000000000000000000"}"#;
     let frame = cable::message(
         identifier,
-        &SmokeyMessage::DeployUpdated(sent.clone()).to_value(),
+        &SmokeyMessage::DeployUpdated(sent.clone()).to_json(),
     );
     assert!(
         frame.len() < cable::MAX_FRAME_BYTES,

@@ -3,6 +3,7 @@
 //! and the answer checked.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use build_relay::config::Tables;
@@ -10,6 +11,7 @@ use build_relay::store::dynamodb::DynamoStore;
 use build_relay::store::{Connection, Store};
 use build_relay::{clock, keys};
 use integration_tests::fake_github::*;
+use integration_tests::fake_metasmoke::FakeMetasmoke;
 use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
 use integration_tests::*;
 use serde_json::{Value, json};
@@ -55,6 +57,15 @@ impl World {
     /// Runs `binary` on the event `file` and returns what it answered.
     async fn invoke(&self, binary: &str, file: &str, extra_env: &[(&str, String)]) -> Value {
         let api = RuntimeApi::start(vec![event::<Value>(file)]).await;
+        let _function = FunctionProcess::spawn(&release_binary(binary), &api, &self.env(extra_env));
+        match api.outcome(1, Duration::from_secs(30)).await {
+            Some(Outcome::Response { body, .. }) => body,
+            other => panic!("{binary} on {file}: {other:?}"),
+        }
+    }
+
+    /// The settings of a function against this world's servers, `extra` on top.
+    fn env<'a>(&self, extra: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
         let mut env = vec![
             ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint()),
             ("TABLE_NAME", self.tables.main.clone()),
@@ -64,12 +75,8 @@ impl World {
             ("GITHUB_TOKEN", TOKEN.to_string()),
             ("GITHUB_API_URL", self.github.url()),
         ];
-        env.extend(extra_env.iter().cloned());
-        let _function = FunctionProcess::spawn(&release_binary(binary), &api, &env);
-        match api.outcome(1, Duration::from_secs(30)).await {
-            Some(Outcome::Response { body, .. }) => body,
-            other => panic!("{binary} on {file}: {other:?}"),
-        }
+        env.extend(extra.iter().cloned());
+        env
     }
 
     /// The frames posted to @connections.
@@ -311,6 +318,83 @@ async fn ws_keepalive_pings_every_connection() {
         json!({ "rounds": 2, "sent": 2, "gone": 0, "failed": 0, "stale_rounds": 0 })
     );
     assert!(world.posted().await.iter().all(|f| f["type"] == "ping"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_keepalive_bridges_a_steady_stream_across_overlapping_windows_once_each() {
+    const BRIDGE_KEY: &str = "the-bridges-own-metasmoke-key";
+    const FRAMES: usize = 45;
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let upstream = Arc::new(FakeMetasmoke::start(BRIDGE_KEY).await);
+    // Both runs write the same fingerprints at once; moto is atomic only one at a time.
+    let serial = serial_proxy(&dynamodb_endpoint()).await;
+    let env = world.env(&[
+        ("KEEPALIVE_WINDOW_SECONDS", "3".into()),
+        ("BRIDGE_OVERLAP_SECONDS", "2".into()),
+        ("PING_INTERVAL_SECONDS", "1".into()),
+        ("METASMOKE_WS_URL", upstream.url()),
+        ("METASMOKE_KEY", BRIDGE_KEY.into()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", serial),
+    ]);
+    let schedule = || vec![event::<Value>("ws-keepalive/schedule.json")];
+    let binary = release_binary("ws-keepalive");
+
+    // The first run subscribes; a steady stream starts; 1.5 s later the next run (another
+    // Lambda instance) subscribes as well, while the first is still listening.
+    let first_api = RuntimeApi::start(schedule()).await;
+    let _first = FunctionProcess::spawn(&binary, &first_api, &env);
+    upstream
+        .wait_for_confirmed(1, Duration::from_secs(10))
+        .await;
+    let stream = {
+        let upstream = Arc::clone(&upstream);
+        tokio::spawn(async move {
+            for n in 0..FRAMES {
+                upstream.broadcast(&format!(r#"{{"naa":{{"post_link":"//so.com/q/{n}"}}}}"#));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second_api = RuntimeApi::start(schedule()).await;
+    let _second = FunctionProcess::spawn(&binary, &second_api, &env);
+    upstream
+        .wait_for_confirmed(2, Duration::from_secs(10))
+        .await;
+    stream.await.unwrap();
+
+    let mut reports = Vec::new();
+    for api in [&first_api, &second_api] {
+        match api.outcome(1, Duration::from_secs(30)).await {
+            Some(Outcome::Response { body, .. }) => reports.push(body),
+            other => panic!("ws-keepalive: {other:?}"),
+        }
+    }
+    let total = |key: &str| -> u64 {
+        reports
+            .iter()
+            .map(|r| r["bridge"][key].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total("forwarded"), FRAMES as u64, "{reports:?}");
+    assert!(
+        total("duplicates") > 0,
+        "the windows overlapped: {reports:?}"
+    );
+
+    let mut seen = vec![0; FRAMES];
+    for frame in world.posted().await {
+        if let Some(link) = frame["message"]["naa"]["post_link"].as_str() {
+            let n: usize = link.rsplit('/').next().unwrap().parse().unwrap();
+            seen[n] += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![1; FRAMES],
+        "each frame reached the client exactly once"
+    );
 }
 
 #[tokio::test]

@@ -225,23 +225,25 @@ async fn connections_subscribe_and_expire(backend: Backend) {
         .unwrap();
     assert!(
         store
-            .set_subscription("A=", "{\"channel\":\"X\"}", true)
+            .subscribe("A=", "{\"channel\":\"X\"}", "smokey-1")
             .await
             .unwrap()
     );
-    assert!(!store.set_subscription("ghost", "{}", true).await.unwrap());
+    assert!(!store.subscribe("ghost", "{}", "smokey-1").await.unwrap());
 
     let live = store.connections(NOW).await.unwrap();
     assert_eq!(live.len(), 1, "the expired row is filtered: {live:?}");
     assert_eq!(live[0].source_ip.as_deref(), Some("192.0.2.1"));
     assert!(live[0].subscriptions.contains("{\"channel\":\"X\"}"));
+    assert_eq!(live[0].client.as_deref(), Some("smokey-1"));
 
     assert!(
         store
-            .set_subscription("A=", "{\"channel\":\"X\"}", false)
+            .unsubscribe("A=", "{\"channel\":\"X\"}")
             .await
             .unwrap()
     );
+    assert!(!store.unsubscribe("ghost", "{}").await.unwrap());
     assert!(
         store.connections(NOW).await.unwrap()[0]
             .subscriptions
@@ -438,7 +440,54 @@ async fn a_state_file_written_by_version_one_loads() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+async fn the_outbox_keeps_order_and_cursors_only_go_forward(backend: Backend) {
+    let store = store(backend).await;
+    assert_eq!(store.outbox_head().await.unwrap(), 0);
+    let mut places = Vec::new();
+    for (i, at) in [NOW - 100, NOW - 50, NOW].into_iter().enumerate() {
+        let message = format!(r#"{{"message":"n{i}", "spaced" : true}}"#);
+        places.push(store.append_outbox(&message, at).await.unwrap());
+    }
+    assert_eq!(places, [1, 2, 3]);
+    assert_eq!(store.outbox_head().await.unwrap(), 3);
+
+    let after_first = store.outbox_after(1, 0, 100).await.unwrap();
+    assert_eq!(
+        after_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(
+        after_first[0].message,
+        r#"{"message":"n1", "spaced" : true}"#
+    );
+    assert_eq!(after_first[0].at, NOW - 50);
+    // The window leaves out what is older; the limit cuts the rest.
+    let recent = store.outbox_after(0, NOW - 60, 100).await.unwrap();
+    assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(store.outbox_after(0, 0, 1).await.unwrap().len(), 1);
+    assert!(store.outbox_after(3, 0, 100).await.unwrap().is_empty());
+
+    assert_eq!(store.cursor("smokey-1").await.unwrap(), None);
+    store.advance_cursor("smokey-1", 2, NOW).await.unwrap();
+    store.advance_cursor("smokey-1", 1, NOW).await.unwrap();
+    assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(2));
+    store.advance_cursor("smokey-1", 3, NOW).await.unwrap();
+    assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(3));
+    assert_eq!(store.cursor("smokey-2").await.unwrap(), None);
+}
+
+async fn a_sighting_counts_once_within_its_horizon(backend: Backend) {
+    let store = store(backend).await;
+    assert!(store.first_sighting("f1", NOW, 15).await.unwrap());
+    assert!(!store.first_sighting("f1", NOW + 10, 15).await.unwrap());
+    assert!(store.first_sighting("f2", NOW + 10, 15).await.unwrap());
+    // The second sighting did not restart the horizon: past it, the same frame is new.
+    assert!(store.first_sighting("f1", NOW + 16, 15).await.unwrap());
+}
+
 on_both_stores!(
+    the_outbox_keeps_order_and_cursors_only_go_forward,
+    a_sighting_counts_once_within_its_horizon,
     history_is_kept_newest_first,
     a_claim_has_one_holder,
     ledger_runs_a_delivery_once,

@@ -208,10 +208,23 @@ fn each_function_gets_the_settings_its_configuration_requires() {
         ),
         ("ws-connect", sockets.to_vec()),
         ("ws-disconnect", sockets.to_vec()),
-        ("ws-message", sockets.to_vec()),
+        (
+            "ws-message",
+            [sockets.as_slice(), &["REPLAY_WINDOW_SECONDS"]].concat(),
+        ),
         (
             "ws-keepalive",
-            [sockets.as_slice(), &["PING_INTERVAL_SECONDS"]].concat(),
+            [
+                sockets.as_slice(),
+                &[
+                    "PING_INTERVAL_SECONDS",
+                    "METASMOKE_WS_URL",
+                    "METASMOKE_KEY_ARN",
+                    "METASMOKE_BRIDGE_SKIP",
+                    "BRIDGE_OVERLAP_SECONDS",
+                ],
+            ]
+            .concat(),
         ),
     ]);
     let template = template();
@@ -220,7 +233,12 @@ fn each_function_gets_the_settings_its_configuration_requires() {
         for variable in &required[binary.as_str()] {
             assert!(env.contains(*variable), "{name} lacks {variable}");
         }
-        for secret in ["WEBHOOK_SECRET", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY"] {
+        for secret in [
+            "WEBHOOK_SECRET",
+            "GITHUB_TOKEN",
+            "GITHUB_APP_PRIVATE_KEY",
+            "METASMOKE_KEY",
+        ] {
             assert!(
                 !env.contains(secret),
                 "{name}: {secret} must come from Secrets Manager, not plain"

@@ -30,9 +30,8 @@ async fn setup() -> Setup {
         .unwrap();
     let api = Arc::new(RecordingApi::default());
     let sockets = Sockets {
-        store: store.clone(),
-        api: api.clone(),
-        clock: clock::system(),
+        broadcaster: Broadcaster::new(store.clone(), api.clone(), clock::system()),
+        replay_window: 3600,
     };
     Setup {
         store,
@@ -202,7 +201,7 @@ async fn broadcasts_reach_subscribers_and_clean_up_gone_connections() {
         connection(s.store.as_ref(), id, subscribed).await;
     }
     s.api.gone.lock().unwrap().insert("ghost".into());
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let reach = broadcaster
         .notify(&SmokeyMessage::Chat("hello".into()))
         .await
@@ -230,7 +229,7 @@ async fn one_failing_connection_does_not_fail_the_others() {
     connection(s.store.as_ref(), "a", true).await;
     connection(s.store.as_ref(), "flaky", true).await;
     s.api.failing.lock().unwrap().insert("flaky".into());
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let reach = broadcaster
         .notify(&SmokeyMessage::Chat("hi".into()))
         .await
@@ -252,7 +251,7 @@ async fn a_broadcast_that_reached_nobody_fails_for_a_redelivery() {
         connection(s.store.as_ref(), id, true).await;
         s.api.failing.lock().unwrap().insert(id.into());
     }
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let error = broadcaster
         .notify(&SmokeyMessage::Chat("hi".into()))
         .await
@@ -284,7 +283,7 @@ async fn an_oversized_identifier_is_refused_and_blocks_nobody() {
     assert_eq!(replies.len(), 1);
     let reply: Value = serde_json::from_str(&replies[0].1).unwrap();
     assert_eq!(reply["type"], "reject_subscription");
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let reach = broadcaster
         .notify(&SmokeyMessage::Chat("hi".into()))
         .await
@@ -301,7 +300,7 @@ async fn a_subscription_whose_frames_would_not_fit_is_skipped_not_fatal() {
     let mut legacy = Connection::new("legacy", None, clock::now());
     legacy.subscriptions.insert("x".repeat(32 * 1024));
     s.store.put_connection(&legacy).await.unwrap();
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let reach = broadcaster
         .notify(&SmokeyMessage::Chat("hi".into()))
         .await
@@ -313,7 +312,7 @@ async fn a_subscription_whose_frames_would_not_fit_is_skipped_not_fatal() {
 async fn frames_over_32_kb_are_refused() {
     let s = setup().await;
     connection(s.store.as_ref(), "a", true).await;
-    let broadcaster = Broadcaster::new(s.store.clone(), s.api.clone());
+    let broadcaster = s.sockets.broadcaster.clone();
     let huge = SmokeyMessage::Chat("x".repeat(40 * 1024));
     assert!(matches!(
         broadcaster.notify(&huge).await,
@@ -330,7 +329,7 @@ async fn keepalive_pings_every_connection_each_interval() {
     }
     s.api.gone.lock().unwrap().insert("ghost".into());
     let keepalive = Keepalive {
-        broadcaster: Broadcaster::new(s.store.clone(), s.api.clone()),
+        broadcaster: s.sockets.broadcaster.clone(),
         interval: Duration::from_millis(400),
         clock: clock::system(),
     };
@@ -358,7 +357,7 @@ async fn a_client_vanishing_during_a_store_outage_does_not_hold_up_pings() {
     connection(s.store.as_ref(), "a", true).await;
     connection(s.store.as_ref(), "ghost", false).await;
     let keepalive = Keepalive {
-        broadcaster: Broadcaster::new(s.store.clone(), s.api.clone()),
+        broadcaster: s.sockets.broadcaster.clone(),
         interval: Duration::from_millis(400),
         clock: clock::system(),
     };

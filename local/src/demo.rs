@@ -54,6 +54,9 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         ping_interval: Duration::from_secs(3),
         client_keys: vec![("demo-smokey".into(), client_key.clone())],
         github: github.clone(),
+        replay_window: 3600,
+        bridge: None,
+        bridge_timings: Default::default(),
         post_latency: Duration::ZERO,
     })
     .await

@@ -10,8 +10,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use build_relay::bridge::{Bridge, Timings};
 use build_relay::broadcast::{Broadcaster, ManagementApi};
-use build_relay::config::{RelayConfig, WebhookSecrets};
+use build_relay::config::{BridgeConfig, RelayConfig, WebhookSecrets};
 use build_relay::github::GitHub;
 use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::keepalive::Keepalive;
@@ -37,10 +38,15 @@ pub struct GatewayOptions {
     pub relay: RelayConfig,
     pub secrets: WebhookSecrets,
     pub ping_interval: Duration,
+    /// `REPLAY_WINDOW_SECONDS`: how far back a resubscribing key is sent what it missed.
+    pub replay_window: i64,
     /// Client keys to install at start, `(name, key)`; a stored key of the same name is replaced.
     pub client_keys: Vec<(String, String)>,
     /// GitHub as the push and pull-request routes see it (octocrab, or a dry run).
     pub github: Arc<dyn GitHub>,
+    /// The metasmoke bridge (`METASMOKE_WS_URL`), run as long as the gateway; `None`: none.
+    pub bridge: Option<BridgeConfig>,
+    pub bridge_timings: Timings,
     /// Added to every @connections post, to stand in for API Gateway's latency in
     /// benchmarks; zero otherwise.
     pub post_latency: Duration,
@@ -66,6 +72,7 @@ pub struct Running {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     keepalive: JoinHandle<()>,
+    bridge: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +110,8 @@ impl Gateway {
 
         // The handlers post through the real SDK client, to this very gateway.
         let api = Arc::new(ManagementApi::local(&format!("http://{addr}")));
-        let broadcaster = Broadcaster::new(Arc::clone(&store), api.clone());
         let clock = build_relay::clock::system();
+        let broadcaster = Broadcaster::new(Arc::clone(&store), api, Arc::clone(&clock));
         let relay = Relay {
             config: options.relay,
             secrets: options.secrets,
@@ -118,9 +125,8 @@ impl Gateway {
             deliveries: Deliveries::default(),
             post_latency: options.post_latency,
             sockets: Sockets {
-                store: Arc::clone(&store),
-                api,
-                clock: Arc::clone(&clock),
+                broadcaster: broadcaster.clone(),
+                replay_window: options.replay_window,
             },
             status: relay.status_hook(),
             push: relay.push_hook(Arc::clone(&options.github)),
@@ -151,6 +157,18 @@ impl Gateway {
         let server = tokio::spawn(server::serve(listener, router, async move {
             let _ = stopped.await;
         }));
+        let bridge = options.bridge.map(|config| {
+            let bridge = Bridge {
+                config,
+                timings: options.bridge_timings,
+                notifier: Arc::new(broadcaster.clone()),
+                store: Arc::clone(&store),
+                clock: Arc::clone(&clock),
+            };
+            tokio::spawn(async move {
+                bridge.run(None).await;
+            })
+        });
         let keepalive = Keepalive {
             broadcaster,
             interval: options.ping_interval,
@@ -165,6 +183,7 @@ impl Gateway {
             shutdown,
             server,
             keepalive,
+            bridge,
         })
     }
 }
@@ -188,6 +207,9 @@ impl Running {
     /// and the frames they send: @connections keeps serving meanwhile), the pings stop,
     /// every WebSocket gets a close frame with 1001 "going away", then the server drains.
     pub async fn stop(self) {
+        if let Some(bridge) = &self.bridge {
+            bridge.abort();
+        }
         self.app.deliveries.drain(server::DRAIN_TIMEOUT).await;
         self.keepalive.abort();
         let closing = self
@@ -216,6 +238,9 @@ impl Running {
             }
             result = &mut self.server => {
                 self.keepalive.abort();
+                if let Some(bridge) = &self.bridge {
+                    bridge.abort();
+                }
                 result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
         }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use build_relay::config::{self, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets};
+use build_relay::config::{
+    self, BridgeConfig, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets,
+};
 
 use build_relay::github::GitHub;
 use build_relay::github::dry_run::DryRun;
@@ -33,10 +35,16 @@ enum Command {
     /// Serve the webhook routes, the WebSocket endpoint (/cable) and @connections.
     ///
     /// Settings come from the environment as on Lambda (GITHUB_REPOSITORY, DEPLOY_BRANCH,
-    /// REQUIRED_CONTEXTS, PING_INTERVAL_SECONDS, ...). GitHub calls go to GITHUB_API_URL with
-    /// GITHUB_TOKEN (or GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID);
-    /// without credentials it runs dry and logs the writes it would make. Logs are JSON lines
-    /// on stdout.
+    /// REQUIRED_CONTEXTS, PING_INTERVAL_SECONDS, REPLAY_WINDOW_SECONDS, ...). GitHub calls go
+    /// to GITHUB_API_URL with GITHUB_TOKEN (or GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY,
+    /// GITHUB_APP_INSTALLATION_ID); without credentials it runs dry and logs the writes it
+    /// would make.
+    ///
+    /// With METASMOKE_WS_URL and METASMOKE_KEY set, it also subscribes to metasmoke's
+    /// SmokeDetectorChannel and forwards its frames to every client, except the keys in
+    /// METASMOKE_BRIDGE_SKIP (default commit_status,deploy_updated); METASMOKE_ORIGIN sets
+    /// the Origin header. Logs are JSON lines on stdout. SIGTERM or Ctrl-C stops it
+    /// gracefully.
     Serve(ServeArgs),
     /// Start a gateway, subscribe a client as SmokeDetector does, replay signed deliveries,
     /// and print what the client receives. Needs nothing set up.
@@ -94,7 +102,16 @@ struct StoreArgs {
 #[derive(Subcommand)]
 enum KeysAction {
     /// Create a key for NAME and print it once; only its hash is stored.
-    Add { name: String },
+    ///
+    /// With --stdin, register an existing key instead (a Smokey's metasmoke_key, which it
+    /// keeps): it is read from standard input, so it stays out of shell history, and
+    /// nothing is printed.
+    Add {
+        name: String,
+        /// Read the key from standard input (one line) instead of generating one.
+        #[arg(long)]
+        stdin: bool,
+    },
     /// List key names and when they were created.
     List,
     /// Remove the key called NAME.
@@ -130,6 +147,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None => Err("RELAY_CLIENT_KEYS takes name:key pairs separated by commas".to_string()),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let replay_window = config::replay_window(&ProcessEnv).map_err(|e| e.to_string())?;
+    let bridge = bridge().await?;
     let store = open_store(&args.store).await?;
     let github = github(&relay).await?;
     let running = Gateway::start(GatewayOptions {
@@ -143,6 +162,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ping_interval,
         client_keys,
         github,
+        replay_window,
+        bridge,
+        bridge_timings: Default::default(),
         post_latency: Duration::ZERO,
     })
     .await
@@ -153,6 +175,28 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         running.cable_url()
     );
     running.until_interrupted().await.map_err(|e| e.to_string())
+}
+
+/// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.
+async fn bridge() -> Result<Option<BridgeConfig>, String> {
+    let sdk = setup::sdk_config().await;
+    let key = SecretReader::new(&ProcessEnv, &sdk)
+        .metasmoke_key()
+        .await
+        .map_err(|e| e.to_string())?;
+    let bridge = config::bridge(&ProcessEnv, key).map_err(|e| e.to_string())?;
+    if let Some(bridge) = &bridge {
+        eprintln!(
+            "relay-local: bridging metasmoke's channel from {} (not forwarded: {})",
+            bridge.url,
+            if bridge.skip.is_empty() {
+                "nothing".to_string()
+            } else {
+                bridge.skip.join(", ")
+            }
+        );
+    }
+    Ok(bridge)
 }
 
 /// GitHub through octocrab with GITHUB_TOKEN (or a GitHub App); without credentials, a dry
@@ -205,13 +249,20 @@ async fn manage_keys(action: KeysAction, args: StoreArgs) -> Result<(), String> 
     }
     let store = open_store(&args).await?;
     match action {
-        KeysAction::Add { name } => {
-            let key = keys::generate();
+        KeysAction::Add { name, stdin } => {
+            let key = match stdin {
+                true => key_from_stdin()?,
+                false => keys::generate(),
+            };
             keys::add(store.as_ref(), &name, &key, build_relay::clock::now())
                 .await
                 .map_err(|e| e.to_string())?;
-            eprintln!("relay-local: added client key {name:?}; it is shown only now:");
-            println!("{key}");
+            if stdin {
+                eprintln!("relay-local: registered the key from standard input as {name:?}");
+            } else {
+                eprintln!("relay-local: added client key {name:?}; it is shown only now:");
+                println!("{key}");
+            }
         }
         KeysAction::List => {
             let listed = store.client_keys().await.map_err(|e| e.to_string())?;
@@ -237,4 +288,17 @@ async fn manage_keys(action: KeysAction, args: StoreArgs) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// The first line of standard input, without its line ending and surrounding blanks.
+fn key_from_stdin() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+    let key = line.trim();
+    if key.is_empty() {
+        return Err("keys add --stdin: standard input held no key (expected one line)".into());
+    }
+    Ok(key.to_string())
 }

@@ -135,24 +135,23 @@ fn keys_work_against_dynamodb() {
         "RELAY_TEST_DYNAMODB_ENDPOINT is not set: run scripts/test.sh, which starts moto_server",
     );
     let suffix = format!("{}-{}", std::process::id(), build_relay_suffix());
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_relay-local"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint)
-            .env("TABLE_NAME", format!("cli-main-{suffix}"))
-            .env("CONNECTIONS_TABLE", format!("cli-connections-{suffix}"))
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_with_stdin(args, &endpoint, &suffix, "");
     let added = run(&["keys", "add", "smokey-aws", "--dynamodb", "--create-tables"]);
     assert!(added.status.success(), "{}", text(&added.stderr));
+    let kept = run_with_stdin(
+        &["keys", "add", "smokey-kept", "--stdin", "--dynamodb"],
+        &endpoint,
+        &suffix,
+        "an-existing-metasmoke-key-0123\n",
+    );
+    assert!(kept.status.success(), "{}", text(&kept.stderr));
     let listed = run(&["keys", "list", "--dynamodb"]);
-    assert!(
-        text(&listed.stdout).starts_with("smokey-aws\t"),
+    assert_eq!(
+        text(&listed.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["smokey-aws", "smokey-kept"],
         "{}",
         text(&listed.stderr)
     );
@@ -161,6 +160,32 @@ fn keys_work_against_dynamodb() {
             .status
             .success()
     );
+}
+
+/// `relay-local ARGS` against moto's DynamoDB, tables named with `suffix`, `stdin` fed in.
+fn run_with_stdin(args: &[&str], endpoint: &str, suffix: &str, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-local"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("TABLE_NAME", format!("cli-main-{suffix}"))
+        .env("CONNECTIONS_TABLE", format!("cli-connections-{suffix}"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn build_relay_suffix() -> u128 {

@@ -2,10 +2,13 @@
 //! finishes with its answer and its frames, every client then gets close code 1001, and the
 //! process exits 0.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use build_relay::intake;
+use common::{free_port, wait_until_listening};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -55,14 +58,6 @@ async fn slow_github() -> MockServer {
     github
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn serve(port: u16, github: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_relay-local"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -77,17 +72,6 @@ fn serve(port: u16, github: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("relay-local starts")
-}
-
-async fn wait_until_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "relay-local never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,10 @@
 //! Fan-out over API Gateway's `@connections` API (DESIGN §5): every subscribed connection
 //! gets the frame, concurrently with a bound; a 410 removes the connection's row.
+//!
+//! Every message goes through the outbox first: it gets a place in the order, and each
+//! client key a cursor, the place of the last message one of its connections took. A key
+//! that subscribes again is sent what it missed since its cursor (`replay`), so a verdict
+//! decided while a Smokey reconnects is not lost.
 
 use std::sync::Arc;
 
@@ -10,8 +15,9 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{StreamExt, stream};
 
 use crate::cable;
+use crate::clock::Clock;
 use crate::notify::{Notifier, NotifyError, Reach, SmokeyMessage};
-use crate::store::{Connection, Store};
+use crate::store::{Connection, Store, StoreError};
 
 /// Posts in flight at once. API Gateway's management API throttles per account, and the
 /// handful of Smokey instances never need more; enough to keep 1,000 connections under a
@@ -92,11 +98,16 @@ impl ConnectionsApi for ManagementApi {
     }
 }
 
+/// The most messages one resubscription is sent; more than a window's worth at Smokey's
+/// rates (a few dozen messages a day).
+pub const MAX_REPLAY: usize = 500;
+
 /// Sends frames to connections listed in the store.
 #[derive(Clone)]
 pub struct Broadcaster {
     store: Arc<dyn Store>,
     api: Arc<dyn ConnectionsApi>,
+    clock: Arc<dyn Clock>,
 }
 
 /// How one round of posts went.
@@ -105,12 +116,23 @@ pub struct Round {
     pub reach: Reach,
     /// Connections that answered 410, whose rows are still to be deleted (`forget`).
     pub gone: Vec<String>,
+    /// Connections that took their frame.
+    pub took: Vec<String>,
     last_error: Option<String>,
 }
 
+/// What a resubscribing key was sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Messages sent from the outbox.
+    pub sent: usize,
+    /// The key had never subscribed: its cursor starts at the newest message, nothing sent.
+    pub first_subscription: bool,
+}
+
 impl Broadcaster {
-    pub fn new(store: Arc<dyn Store>, api: Arc<dyn ConnectionsApi>) -> Self {
-        Self { store, api }
+    pub fn new(store: Arc<dyn Store>, api: Arc<dyn ConnectionsApi>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, api, clock }
     }
 
     pub fn api(&self) -> &Arc<dyn ConnectionsApi> {
@@ -119,6 +141,10 @@ impl Broadcaster {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Sends a keepalive ping to each of `connections`, subscribed or not. The rows of
@@ -161,7 +187,10 @@ impl Broadcaster {
         let mut round = Round::default();
         for (id, result) in results {
             match result {
-                Ok(()) => round.reach.sent += 1,
+                Ok(()) => {
+                    round.reach.sent += 1;
+                    round.took.push(id);
+                }
                 Err(PostError::Gone) => {
                     round.reach.gone += 1;
                     round.gone.push(id);
@@ -196,14 +225,81 @@ impl Round {
     }
 }
 
+impl Broadcaster {
+    /// Sends `client`'s connection `id`, just subscribed with `identifier`, the messages its
+    /// key missed since `cursor` (its cursor as read *before* the subscription was stored,
+    /// so that a live message in between cannot move it past what was missed), none older
+    /// than `window` seconds, in order. A key never seen before (`None`) starts at the
+    /// newest message instead.
+    pub async fn replay(
+        &self,
+        id: &str,
+        identifier: &str,
+        client: &str,
+        cursor: Option<u64>,
+        window: i64,
+    ) -> Result<Replay, StoreError> {
+        let now = self.clock.now();
+        let Some(cursor) = cursor else {
+            let head = self.store.outbox_head().await?;
+            self.store.advance_cursor(client, head, now).await?;
+            return Ok(Replay {
+                first_subscription: true,
+                ..Replay::default()
+            });
+        };
+        let missed = self
+            .store
+            .outbox_after(cursor, now - window, MAX_REPLAY)
+            .await?;
+        let mut replay = Replay::default();
+        for entry in missed {
+            let frame = cable::message(identifier, &entry.message);
+            if frame.len() > cable::MAX_FRAME_BYTES {
+                continue;
+            }
+            if let Err(error) = self.api.post(id, &frame).await {
+                // The rest stays in the outbox for the next subscription.
+                tracing::warn!(connection = %id, ?error, "replay stopped: post failed");
+                break;
+            }
+            replay.sent += 1;
+            self.store.advance_cursor(client, entry.seq, now).await?;
+        }
+        Ok(replay)
+    }
+
+    /// Moves the cursor of every key whose connection took message `seq`. A cursor left
+    /// behind costs a repeat on the next subscription, which Smokey ignores.
+    async fn advance_cursors(&self, connections: &[Connection], took: &[String], seq: u64) {
+        let mut clients: Vec<&str> = connections
+            .iter()
+            .filter(|c| took.contains(&c.id))
+            .filter_map(|c| c.client.as_deref())
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        let now = self.clock.now();
+        futures_util::future::join_all(clients.into_iter().map(|client| async move {
+            if let Err(error) = self.store.advance_cursor(client, seq, now).await {
+                tracing::warn!(client, %error, "cursor not moved; the key may be sent this message again");
+            }
+        }))
+        .await;
+    }
+}
+
 #[async_trait]
 impl Notifier for Broadcaster {
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
-        let value = message.to_value();
+        let text = message.to_json();
+        let now = self.clock.now();
+        let seq = self.store.append_outbox(&text, now).await?;
+        let connections = self.store.connections(now).await?;
         let (mut posts, mut oversized, mut largest) = (Vec::new(), 0, 0);
-        for connection in self.store.connections(crate::clock::now()).await? {
+        for connection in &connections {
             for identifier in &connection.subscriptions {
-                let frame = cable::message(identifier, &value);
+                let frame = cable::message(identifier, &text);
                 if frame.len() > cable::MAX_FRAME_BYTES {
                     // API Gateway would close the socket: skip this one subscription.
                     tracing::warn!(connection = %connection.id, bytes = frame.len(), "frame over the 32 KB limit; not sent to this connection");
@@ -218,6 +314,7 @@ impl Notifier for Broadcaster {
             return Err(NotifyError::TooLarge(largest));
         }
         let round = self.post_all(posts).await;
+        self.advance_cursors(&connections, &round.took, seq).await;
         self.forget(&round.gone).await;
         let mut reach = round.into_result()?;
         reach.failed += oversized;

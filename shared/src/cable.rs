@@ -1,7 +1,6 @@
 //! ActionCable frames as Smokey speaks them (DESIGN §5).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const CHANNEL: &str = "SmokeDetectorChannel";
 /// API Gateway closes a connection on a frame over 32 KB; nothing we send may exceed it and
@@ -106,19 +105,11 @@ pub fn ping(unix_seconds: i64) -> String {
     serde_json::to_string(&ping).expect("numbers always serialize")
 }
 
-#[derive(Serialize)]
-struct Broadcast<'a> {
-    identifier: &'a str,
-    message: &'a Value,
-}
-
-/// `{"identifier":"<identifier>","message":<message>}`
-pub fn message(identifier: &str, message: &Value) -> String {
-    serde_json::to_string(&Broadcast {
-        identifier,
-        message,
-    })
-    .expect("JSON values always serialize")
+/// `{"identifier":"<identifier>","message":<message>}`, with `message` (JSON text) placed
+/// byte for byte: a bridged frame reaches Smokey exactly as metasmoke wrote it.
+pub fn message(identifier: &str, message: &str) -> String {
+    let identifier = serde_json::to_string(identifier).expect("strings always serialize");
+    format!(r#"{{"identifier":{identifier},"message":{message}}}"#)
 }
 
 #[cfg(test)]

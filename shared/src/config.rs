@@ -17,21 +17,27 @@ pub enum ConfigError {
 
 /// Where settings come from: the process environment in production, a map in tests.
 pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
+    /// The value of `name`, if it is set and not blank.
+    fn get(&self, name: &str) -> Option<String> {
+        self.get_raw(name).filter(|v| !v.trim().is_empty())
+    }
+    /// The value of `name` as set, blank included (for the few settings where an empty
+    /// value means something).
+    fn get_raw(&self, name: &str) -> Option<String>;
 }
 
-/// The process environment. Empty values count as unset.
+/// The process environment.
 pub struct ProcessEnv;
 
 impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    fn get_raw(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
 }
 
 impl<F: Fn(&str) -> Option<String>> Source for F {
-    fn get(&self, name: &str) -> Option<String> {
-        self(name).filter(|v| !v.trim().is_empty())
+    fn get_raw(&self, name: &str) -> Option<String> {
+        self(name)
     }
 }
 
@@ -184,31 +190,113 @@ pub fn websocket_endpoint(env: &dyn Source) -> Result<String, ConfigError> {
 
 /// Keepalive cadence, `PING_INTERVAL_SECONDS` (default 3).
 pub fn ping_interval(env: &dyn Source) -> Result<Duration, ConfigError> {
-    match env.get("PING_INTERVAL_SECONDS") {
-        None => Ok(Duration::from_secs(3)),
-        Some(raw) => match raw.trim().parse::<u64>() {
-            Ok(secs) if (1..=60).contains(&secs) => Ok(Duration::from_secs(secs)),
-            _ => Err(ConfigError::Invalid {
-                name: "PING_INTERVAL_SECONDS",
-                reason: format!("expected whole seconds from 1 to 60, got {raw:?}"),
-            }),
-        },
-    }
+    seconds(env, "PING_INTERVAL_SECONDS", 3, 1..=60).map(Duration::from_secs)
 }
 
 /// How long one scheduled keepalive run pings, `KEEPALIVE_WINDOW_SECONDS` (default 60: the
 /// schedule runs every minute and the next run takes over).
 pub fn keepalive_window(env: &dyn Source) -> Result<Duration, ConfigError> {
-    match env.get("KEEPALIVE_WINDOW_SECONDS") {
-        None => Ok(Duration::from_secs(60)),
-        Some(raw) => match raw.trim().parse::<u64>() {
-            Ok(secs) if (1..=840).contains(&secs) => Ok(Duration::from_secs(secs)),
-            _ => Err(ConfigError::Invalid {
-                name: "KEEPALIVE_WINDOW_SECONDS",
-                reason: format!("expected whole seconds from 1 to 840, got {raw:?}"),
-            }),
-        },
+    seconds(env, "KEEPALIVE_WINDOW_SECONDS", 60, 1..=840).map(Duration::from_secs)
+}
+
+/// How much longer than its keepalive window a scheduled run holds the metasmoke bridge,
+/// `BRIDGE_OVERLAP_SECONDS` (default 15): the next run subscribes before it lets go.
+pub fn bridge_overlap(env: &dyn Source) -> Result<Duration, ConfigError> {
+    seconds(env, "BRIDGE_OVERLAP_SECONDS", 15, 1..=120).map(Duration::from_secs)
+}
+
+/// The longest `REPLAY_WINDOW_SECONDS`: the outbox keeps messages a little longer.
+pub const MAX_REPLAY_WINDOW_SECONDS: u64 = 24 * 60 * 60;
+
+/// How far back a resubscribing key is sent what it missed, `REPLAY_WINDOW_SECONDS`
+/// (default 3600; 0 turns replay off).
+pub fn replay_window(env: &dyn Source) -> Result<i64, ConfigError> {
+    seconds(
+        env,
+        "REPLAY_WINDOW_SECONDS",
+        3600,
+        0..=MAX_REPLAY_WINDOW_SECONDS,
+    )
+    .map(|secs| secs as i64)
+}
+
+/// Whole seconds from `name`, within `range`, or `default` when unset.
+pub(crate) fn seconds(
+    env: &dyn Source,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(secs) if range.contains(&secs) => Ok(secs),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "expected whole seconds from {} to {}, got {raw:?}",
+                range.start(),
+                range.end()
+            ),
+        }),
     }
+}
+
+/// The keys build-relay sends itself, which the bridge does not pass on from metasmoke.
+pub const BRIDGE_SKIP_DEFAULT: [&str; 2] = ["commit_status", "deploy_updated"];
+
+/// Where and how the metasmoke bridge subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// `METASMOKE_WS_URL`, `ws://` or `wss://`.
+    pub url: String,
+    /// `METASMOKE_KEY` (or the secret `METASMOKE_KEY_ARN` names): the bridge's own
+    /// metasmoke key.
+    pub key: Secret,
+    /// `METASMOKE_ORIGIN`; default the https origin of the URL's host.
+    pub origin: String,
+    /// `METASMOKE_BRIDGE_SKIP`: broadcasts with one of these keys are not forwarded.
+    pub skip: Vec<String>,
+}
+
+/// The bridge's settings; `None` without `METASMOKE_WS_URL` (no bridge). `key` is what
+/// `SecretReader::metasmoke_key` read.
+pub fn bridge(env: &dyn Source, key: Option<Secret>) -> Result<Option<BridgeConfig>, ConfigError> {
+    let Some(url) = env.get("METASMOKE_WS_URL") else {
+        return Ok(None);
+    };
+    let url = url.trim().to_string();
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "METASMOKE_WS_URL",
+        reason: format!("{reason}, got {url:?}"),
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| invalid("expected a ws:// or wss:// URL"))?;
+    if !matches!(uri.scheme_str(), Some("ws" | "wss")) {
+        return Err(invalid("expected a ws:// or wss:// URL"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid("the URL has no host"))?;
+    let key = key.ok_or(ConfigError::Missing {
+        name: "METASMOKE_KEY",
+        what: "the bridge's metasmoke key (METASMOKE_KEY, or METASMOKE_KEY_ARN), needed with \
+               METASMOKE_WS_URL",
+    })?;
+    let skip = match env.get_raw("METASMOKE_BRIDGE_SKIP") {
+        None => BRIDGE_SKIP_DEFAULT.map(String::from).to_vec(),
+        Some(raw) => list(Some(raw)),
+    };
+    Ok(Some(BridgeConfig {
+        origin: env
+            .get("METASMOKE_ORIGIN")
+            .unwrap_or_else(|| format!("https://{authority}")),
+        url,
+        key,
+        skip,
+    }))
 }
 
 fn required(
@@ -232,7 +320,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -284,5 +372,60 @@ mod tests {
             previous: Some(Secret::new("hunter1")),
         };
         assert!(!format!("{secrets:?}").contains("hunter"));
+    }
+
+    #[test]
+    fn the_bridge_is_off_without_a_url_and_needs_a_key_with_one() {
+        assert_eq!(bridge(&env(&[]), None).unwrap(), None);
+        let url = (
+            "METASMOKE_WS_URL",
+            "wss://metasmoke.erwaysoftware.com/cable",
+        );
+        let error = bridge(&env(&[url]), None).unwrap_err();
+        assert!(error.to_string().contains("METASMOKE_KEY"), "{error}");
+        let key = Some(Secret::new("k"));
+        let config = bridge(&env(&[url]), key.clone()).unwrap().unwrap();
+        assert_eq!(config.origin, "https://metasmoke.erwaysoftware.com");
+        assert_eq!(config.skip, ["commit_status", "deploy_updated"]);
+        for bad in [
+            "https://metasmoke.erwaysoftware.com/cable",
+            "not a url",
+            "ws:///cable",
+        ] {
+            let error = bridge(&env(&[("METASMOKE_WS_URL", bad)]), key.clone()).unwrap_err();
+            assert!(
+                error.to_string().contains("METASMOKE_WS_URL"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bridge_skip_list_is_replaced_and_an_empty_one_skips_nothing() {
+        let key = Some(Secret::new("k"));
+        let url = ("METASMOKE_WS_URL", "ws://127.0.0.1:9000/cable");
+        let with = |skip: &str| {
+            let settings = env(&[url, ("METASMOKE_BRIDGE_SKIP", skip)]);
+            bridge(&settings, key.clone()).unwrap().unwrap()
+        };
+        assert_eq!(with("fp, naa").skip, ["fp", "naa"]);
+        assert!(with("").skip.is_empty());
+        let config = with("fp");
+        assert_eq!(config.origin, "https://127.0.0.1:9000");
+        let origin = env(&[url, ("METASMOKE_ORIGIN", "https://metasmoke.example")]);
+        assert_eq!(
+            bridge(&origin, key).unwrap().unwrap().origin,
+            "https://metasmoke.example"
+        );
+    }
+
+    #[test]
+    fn the_replay_window_is_bounded() {
+        assert_eq!(replay_window(&env(&[])).unwrap(), 3600);
+        assert_eq!(
+            replay_window(&env(&[("REPLAY_WINDOW_SECONDS", "0")])).unwrap(),
+            0
+        );
+        assert!(replay_window(&env(&[("REPLAY_WINDOW_SECONDS", "86401")])).is_err());
     }
 }

@@ -12,7 +12,9 @@
 //! - [`rules`]: the decisions, as pure functions returning enums.
 //! - [`store`]: the storage interface and its DynamoDB and embedded implementations.
 //! - [`github`]: the GitHub interface, octocrab behind it, payload types, retries.
-//! - [`cable`], [`notify`], [`broadcast`]: frames for Smokey and their fan-out.
+//! - [`cable`], [`notify`], [`broadcast`]: frames for Smokey, the outbox that replays what a
+//!   reconnecting key missed, and the fan-out.
+//! - [`bridge`]: metasmoke's channel, subscribed to as a client and forwarded to Smokeys.
 //! - [`clock`], [`config`], [`secrets`], [`keys`], [`logging`], [`answer`]: the small parts.
 //!
 //! # One webhook
@@ -24,6 +26,7 @@
 //! through every step and says where a change belongs.
 
 pub mod answer;
+pub mod bridge;
 pub mod broadcast;
 pub mod cable;
 pub mod clock;

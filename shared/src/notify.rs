@@ -17,6 +17,8 @@ pub enum SmokeyMessage {
     DeployUpdated(Value),
     /// A line for Smokey's chat rooms.
     Chat(String),
+    /// A frame's `message` from metasmoke's channel, as JSON text, forwarded unchanged.
+    Bridged(String),
 }
 
 impl SmokeyMessage {
@@ -26,16 +28,19 @@ impl SmokeyMessage {
             Self::CommitStatus(_) => "commit_status",
             Self::DeployUpdated(_) => "deploy_updated",
             Self::Chat(_) => "chat message",
+            Self::Bridged(_) => "bridged frame",
         }
     }
 
-    /// The value of the frame's `message` key.
-    pub fn to_value(&self) -> Value {
-        match self {
+    /// The frame's `message`, as JSON text.
+    pub fn to_json(&self) -> String {
+        let value = match self {
             Self::CommitStatus(v) => json!({ "commit_status": CommitStatus::from(v) }),
             Self::DeployUpdated(payload) => json!({ "deploy_updated": payload }),
             Self::Chat(text) => json!({ "message": text }),
-        }
+            Self::Bridged(raw) => return raw.clone(),
+        };
+        value.to_string()
     }
 }
 
@@ -132,7 +137,7 @@ mod tests {
             commit_message: "m --autopull".into(),
         });
         assert_eq!(
-            message.to_value().to_string(),
+            message.to_json(),
             format!(
                 r#"{{"commit_status":{{"status":"success","ci_url":null,"commit_sha":"{}","commit_message":"m --autopull"}}}}"#,
                 "a".repeat(40)

@@ -69,6 +69,11 @@ impl<'a> SecretReader<'a> {
             })
     }
 
+    /// The metasmoke bridge's key, `METASMOKE_KEY` (or `METASMOKE_KEY_ARN`), if any.
+    pub async fn metasmoke_key(&self) -> Result<Option<Secret>, ConfigError> {
+        self.optional("METASMOKE_KEY", "METASMOKE_KEY_ARN").await
+    }
+
     /// `WEBHOOK_SECRET` (or `WEBHOOK_SECRET_ARN`) and, during a rotation, `WEBHOOK_SECRET_PREVIOUS`.
     pub async fn webhook_secrets(&self) -> Result<crate::config::WebhookSecrets, ConfigError> {
         Ok(crate::config::WebhookSecrets {

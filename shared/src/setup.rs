@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bridge::{Bridge, Timings};
 use crate::broadcast::{Broadcaster, ManagementApi};
 use crate::clock;
 use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Tables};
 use crate::github::GitHub;
 use crate::github::octocrab_client::OctocrabGitHub;
 use crate::github::retry::RetryPolicy;
-use crate::handlers::keepalive::Keepalive;
+use crate::handlers::keepalive::{Keepalive, ScheduledRun};
 use crate::handlers::pull_request::PullRequestRoutes;
 use crate::handlers::push::PushHook;
 use crate::handlers::status::StatusHook;
@@ -61,6 +62,7 @@ pub fn broadcaster(
     Ok(Broadcaster::new(
         store,
         Arc::new(ManagementApi::new(sdk, &endpoint)),
+        clock::system(),
     ))
 }
 
@@ -124,22 +126,35 @@ pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
 
 pub async fn sockets() -> Result<Sockets, ConfigError> {
     let sdk = sdk_config().await;
-    let store = store(&sdk)?;
-    let api = broadcaster(&sdk, Arc::clone(&store))?.api().clone();
     Ok(Sockets {
-        store,
-        api,
-        clock: clock::system(),
+        broadcaster: broadcaster(&sdk, store(&sdk)?)?,
+        replay_window: config::replay_window(&ProcessEnv)?,
     })
 }
 
-pub async fn keepalive() -> Result<Keepalive, ConfigError> {
+pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let interval = config::ping_interval(&ProcessEnv)?;
+    let window = config::keepalive_window(&ProcessEnv)?;
+    let overlap = config::bridge_overlap(&ProcessEnv)?;
     let sdk = sdk_config().await;
     let store = store(&sdk)?;
-    Ok(Keepalive {
-        broadcaster: broadcaster(&sdk, store)?,
-        interval,
+    let broadcaster = broadcaster(&sdk, Arc::clone(&store))?;
+    let key = SecretReader::new(&ProcessEnv, &sdk).metasmoke_key().await?;
+    let bridge = config::bridge(&ProcessEnv, key)?.map(|config| Bridge {
+        config,
+        timings: Timings::default(),
+        notifier: Arc::new(broadcaster.clone()),
+        store,
         clock: clock::system(),
+    });
+    Ok(ScheduledRun {
+        keepalive: Keepalive {
+            broadcaster,
+            interval,
+            clock: clock::system(),
+        },
+        window,
+        bridge,
+        overlap,
     })
 }

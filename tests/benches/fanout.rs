@@ -41,6 +41,9 @@ async fn main() {
         ping_interval: Duration::from_secs(3600),
         client_keys: vec![("bench".into(), KEY.into())],
         github: Arc::new(DryRun::new(Arc::new(nowhere))),
+        replay_window: 3600,
+        bridge: None,
+        bridge_timings: Default::default(),
         post_latency: LATENCY,
     })
     .await
@@ -87,6 +90,7 @@ async fn main() {
     let broadcaster = Broadcaster::new(
         Arc::clone(&store),
         Arc::new(ManagementApi::local(&gateway.url())),
+        build_relay::clock::system(),
     );
     let mut times = Vec::new();
     for run in 0..RUNS {

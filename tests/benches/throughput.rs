@@ -125,6 +125,9 @@ async fn main() {
         ping_interval: Duration::from_secs(3600),
         client_keys: vec![("bench".into(), KEY.into())],
         github: Arc::new(DryRun::new(Arc::new(nowhere))),
+        replay_window: 3600,
+        bridge: None,
+        bridge_timings: Default::default(),
         post_latency: Duration::ZERO,
     })
     .await

@@ -1,7 +1,9 @@
 //! What the integration tests share: stores on real servers, failure injection, signing,
 //! and the fixtures beside the checkout.
 
+pub mod cable_client;
 pub mod fake_github;
+pub mod fake_metasmoke;
 pub mod runtime_api;
 
 use std::path::PathBuf;
@@ -253,12 +255,19 @@ delegate! {
     swap_claim(key: &str, expected: &ClaimRecord, new: &ClaimRecord) -> bool;
     put_connection(connection: &Connection) -> ();
         delete_connection(id: &str) -> ();
-        set_subscription(id: &str, identifier: &str, subscribed: bool) -> bool;
+        subscribe(id: &str, identifier: &str, client: &str) -> bool;
+        unsubscribe(id: &str, identifier: &str) -> bool;
         connections(now: i64) -> Vec<Connection>;
         add_client_key(key: &ClientKey) -> bool;
         client_key_by_hash(key_hash: &str) -> Option<ClientKey>;
         client_keys() -> Vec<ClientKey>;
     revoke_client_key(name: &str) -> bool;
+        append_outbox(message: &str, now: i64) -> u64;
+        outbox_after(after: u64, not_before: i64, limit: usize) -> Vec<OutboxEntry>;
+        outbox_head() -> u64;
+        cursor(client: &str) -> Option<u64>;
+        advance_cursor(client: &str, seq: u64, now: i64) -> ();
+        first_sighting(fingerprint: &str, now: i64, horizon: i64) -> bool;
 }
 
 /// A notifier that records what it is given and fails while told to.
@@ -457,7 +466,18 @@ pub async fn local_gateway(
     github: Arc<dyn build_relay::github::GitHub>,
     client_keys: &[(&str, &str)],
 ) -> relay_local::Running {
-    relay_local::Gateway::start(relay_local::GatewayOptions {
+    let options = gateway_options(store, ping_interval, github, client_keys);
+    relay_local::Gateway::start(options).await.unwrap()
+}
+
+/// What `local_gateway` starts, for a test to change before it starts it.
+pub fn gateway_options(
+    store: Arc<dyn Store>,
+    ping_interval: std::time::Duration,
+    github: Arc<dyn build_relay::github::GitHub>,
+    client_keys: &[(&str, &str)],
+) -> relay_local::GatewayOptions {
+    relay_local::GatewayOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         store,
         relay: build_relay::config::RelayConfig::default(),
@@ -471,10 +491,11 @@ pub async fn local_gateway(
             .map(|(name, key)| (name.to_string(), key.to_string()))
             .collect(),
         github,
+        replay_window: 3600,
+        bridge: None,
+        bridge_timings: Default::default(),
         post_latency: std::time::Duration::ZERO,
-    })
-    .await
-    .unwrap()
+    }
 }
 
 /// A webhook answer that is either done (2xx), or a copy of a delivery racing its own
@@ -485,4 +506,23 @@ pub fn assert_done_or_in_flight(answer: &build_relay::answer::Answer) {
             .reason
             .contains("being handled by another invocation");
     assert!(answer.status.is_success() || in_flight, "{answer:?}");
+}
+
+/// POSTs a signed sample from `local/samples/` to a webhook route of a local gateway.
+pub async fn post_sample(
+    gateway: &relay_local::Running,
+    route: &str,
+    event: &str,
+    sample: &str,
+    delivery: &str,
+) -> reqwest::Response {
+    let body = serde_json::to_vec(&self::sample(sample)).unwrap();
+    let headers = github_headers(event, delivery, &body, TEST_SECRET);
+    reqwest::Client::new()
+        .post(format!("{}{route}", gateway.url()))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }

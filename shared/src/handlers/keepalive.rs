@@ -1,5 +1,7 @@
 //! `ws-keepalive`: pings every connection so that Smokey, which drops a socket after 10 s
 //! of silence, stays connected. Scheduled once a minute; pings every interval within it.
+//! With a metasmoke bridge configured, the same run also holds the upstream subscription,
+//! a little longer than the minute, so that consecutive runs overlap (`ScheduledRun`).
 //!
 //! Pings do not wait for the store: the connection list is kept between rounds and
 //! refreshed each round only if the store answers within a fraction of the interval, so a
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 
+use crate::bridge::{Bridge, BridgeReport};
 use crate::broadcast::Broadcaster;
 use crate::clock::Clock;
 use crate::store::Connection;
@@ -33,6 +36,42 @@ pub struct KeepaliveReport {
     /// Rounds that pinged the connections known from an earlier round, because the store
     /// did not answer in time.
     pub stale_rounds: usize,
+}
+
+/// One scheduled run: the pings and, when configured, the metasmoke bridge.
+pub struct ScheduledRun {
+    pub keepalive: Keepalive,
+    /// How long the pings go on (`KEEPALIVE_WINDOW_SECONDS`).
+    pub window: Duration,
+    pub bridge: Option<Bridge>,
+    /// How much longer than `window` the bridge stays subscribed (`BRIDGE_OVERLAP_SECONDS`):
+    /// the next run subscribes before this one lets go.
+    pub overlap: Duration,
+}
+
+/// What a scheduled run did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub keepalive: KeepaliveReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeReport>,
+}
+
+impl ScheduledRun {
+    pub async fn run(&self) -> RunReport {
+        let bridged = async {
+            match &self.bridge {
+                Some(bridge) => {
+                    let deadline = tokio::time::Instant::now() + self.window + self.overlap;
+                    Some(bridge.run(Some(deadline)).await)
+                }
+                None => None,
+            }
+        };
+        let (keepalive, bridge) = tokio::join!(self.keepalive.run_for(self.window), bridged);
+        RunReport { keepalive, bridge }
+    }
 }
 
 /// The connections as last read from the store.

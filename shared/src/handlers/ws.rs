@@ -1,20 +1,19 @@
 //! `ws-connect`, `ws-disconnect`, `ws-message`: the WebSocket API's routes (DESIGN §5).
 
-use std::sync::Arc;
-
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use base64::Engine;
 
-use crate::broadcast::ConnectionsApi;
+use crate::broadcast::{Broadcaster, ConnectionsApi};
 use crate::cable::{self, Command};
-use crate::clock::Clock;
 use crate::keys;
 use crate::store::{Connection, Store};
 
 pub struct Sockets {
-    pub store: Arc<dyn Store>,
-    pub api: Arc<dyn ConnectionsApi>,
-    pub clock: Arc<dyn Clock>,
+    /// Posts replies and replays through its @connections API, to connections in its store.
+    pub broadcaster: Broadcaster,
+    /// A resubscribing key is sent what it missed in this many seconds at most
+    /// (`REPLAY_WINDOW_SECONDS`).
+    pub replay_window: i64,
 }
 
 /// What a WebSocket route answers API Gateway. A non-2xx on `$connect` refuses the socket.
@@ -33,6 +32,14 @@ fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
 }
 
 impl Sockets {
+    fn store(&self) -> &dyn Store {
+        self.broadcaster.store().as_ref()
+    }
+
+    fn api(&self) -> &dyn ConnectionsApi {
+        self.broadcaster.api().as_ref()
+    }
+
     /// `$connect`: records the connection. Posting here would fail: the socket is not open
     /// until this returns.
     pub async fn connect(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
@@ -41,8 +48,8 @@ impl Sockets {
             return response(400);
         };
         let source_ip = event.request_context.identity.source_ip.clone();
-        let connection = Connection::new(id, source_ip, self.clock.now());
-        match self.store.put_connection(&connection).await {
+        let connection = Connection::new(id, source_ip, self.broadcaster.clock().now());
+        match self.store().put_connection(&connection).await {
             Ok(()) => {
                 tracing::info!(route = "$connect", connection = %id, "connected");
                 response(200)
@@ -63,7 +70,7 @@ impl Sockets {
         let Some(id) = connection_id(&event) else {
             return response(400);
         };
-        match self.store.delete_connection(id).await {
+        match self.store().delete_connection(id).await {
             Ok(()) => {
                 tracing::info!(route = "$disconnect", connection = %id, "disconnected");
                 response(200)
@@ -95,8 +102,8 @@ impl Sockets {
                     .await
             }
             Command::Unsubscribe { identifier } => self
-                .store
-                .set_subscription(id, &identifier, false)
+                .store()
+                .unsubscribe(id, &identifier)
                 .await
                 .map(|_| "unsubscribed".to_string())
                 .map_err(|e| e.to_string()),
@@ -126,7 +133,7 @@ impl Sockets {
             // refusal echoes the identifier, so it goes out only if it fits a frame.
             let reply = cable::reject_subscription(identifier);
             if reply.len() <= cable::MAX_FRAME_BYTES {
-                let _ = self.api.post(id, &reply).await;
+                let _ = self.api().post(id, &reply).await;
             }
             return Ok(format!(
                 "rejected: identifier of {} bytes is over {}",
@@ -135,36 +142,48 @@ impl Sockets {
             ));
         }
         let client = match (channel, key) {
-            (Some(cable::CHANNEL), Some(key)) => keys::identify(self.store.as_ref(), key)
+            (Some(cable::CHANNEL), Some(key)) => keys::identify(self.store(), key)
                 .await
                 .map_err(|e| e.to_string())?,
             _ => None,
         };
-        let (reply, outcome) = match client {
-            Some(name) => {
-                if !self
-                    .store
-                    .set_subscription(id, identifier, true)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    return Err("subscribe from a connection that is not recorded".into());
-                }
-                (
-                    cable::confirm_subscription(identifier),
-                    format!("subscribed as {name}"),
-                )
-            }
-            None => (
-                cable::reject_subscription(identifier),
-                "rejected: unknown channel or key".to_string(),
-            ),
+        let Some(name) = client else {
+            let outcome = "rejected: unknown channel or key";
+            self.api()
+                .post(id, &cable::reject_subscription(identifier))
+                .await
+                .map_err(|e| format!("{outcome}, but the reply was not sent: {e:?}"))?;
+            return Ok(outcome.to_string());
         };
-        self.api
-            .post(id, &reply)
+        let cursor = self
+            .store()
+            .cursor(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !self
+            .store()
+            .subscribe(id, identifier, &name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err("subscribe from a connection that is not recorded".into());
+        }
+        let outcome = format!("subscribed as {name}");
+        self.api()
+            .post(id, &cable::confirm_subscription(identifier))
             .await
             .map_err(|e| format!("{outcome}, but the reply was not sent: {e:?}"))?;
-        Ok(outcome)
+        // The cursor was read before subscribing and the outbox is read after: a message
+        // sent in between reaches it live and may come twice; none falls between the two.
+        let replay = self
+            .broadcaster
+            .replay(id, identifier, &name, cursor, self.replay_window)
+            .await
+            .map_err(|e| format!("{outcome}, but missed messages were not replayed: {e}"))?;
+        Ok(match replay {
+            r if r.first_subscription => format!("{outcome} (first subscription of this key)"),
+            r => format!("{outcome}, {} missed message(s) replayed", r.sent),
+        })
     }
 }
 

@@ -12,6 +12,10 @@
 //! | history entry   | `history#<stream>`  | `<at>#<µs>#<rand>` | plain (append only)             |
 //! | once-only claim | `claim#<key>`       | `claim`            | conditional: unclaimed; then a  |
 //! |                 |                     |                    | swap from the record last read  |
+//! | outbox counter  | `outbox`            | `head`             | atomic `ADD seq 1`              |
+//! | outbox entry    | `outbox`            | `frame#<seq:020>`  | plain (append only)             |
+//! | client cursor   | `cursor`            | `client#<name>`    | conditional: only forward       |
+//! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently  |
 //!
 //! One query (`pk = commit#<sha>`) gives everything known about a commit. Connections live
 //! in their own table (`CONNECTIONS_TABLE`, key `connection_id`, TTL `expires_at`) because
@@ -34,6 +38,8 @@ type Item = HashMap<String, AttributeValue>;
 
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const CLIENT_KEYS_PK: &str = "client-key";
+const OUTBOX_PK: &str = "outbox";
+const CURSORS_PK: &str = "cursor";
 
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -86,6 +92,37 @@ impl DynamoStore {
                     .map(Some)
                     .ok_or_else(|| StoreError::Unavailable("item vanished while read".into()))
             }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Adds `identifier` (subscribing as `client`) or, with no client, removes it.
+    async fn change_subscriptions(
+        &self,
+        id: &str,
+        identifier: &str,
+        client: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(id))
+            .condition_expression("attribute_exists(connection_id)")
+            .expression_attribute_values(
+                ":identifier",
+                AttributeValue::Ss(vec![identifier.to_string()]),
+            );
+        let request = match client {
+            Some(client) => request
+                .update_expression("ADD subscriptions :identifier SET #client = :client")
+                .expression_attribute_names("#client", "client")
+                .expression_attribute_values(":client", s(client)),
+            None => request.update_expression("DELETE subscriptions :identifier"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -434,6 +471,7 @@ impl Store for DynamoStore {
             (TTL_ATTRIBUTE, n(connection.expires_at)),
         ]);
         put_optional(&mut item, "source_ip", &connection.source_ip);
+        put_optional(&mut item, "client", &connection.client);
         if !connection.subscriptions.is_empty() {
             item.insert(
                 "subscriptions".into(),
@@ -461,35 +499,18 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn set_subscription(
+    async fn subscribe(
         &self,
         id: &str,
         identifier: &str,
-        subscribed: bool,
+        client: &str,
     ) -> Result<bool, StoreError> {
-        let expression = if subscribed {
-            "ADD subscriptions :identifier"
-        } else {
-            "DELETE subscriptions :identifier"
-        };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(id))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(connection_id)")
-            .expression_attribute_values(
-                ":identifier",
-                AttributeValue::Ss(vec![identifier.to_string()]),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        self.change_subscriptions(id, identifier, Some(client))
+            .await
+    }
+
+    async fn unsubscribe(&self, id: &str, identifier: &str) -> Result<bool, StoreError> {
+        self.change_subscriptions(id, identifier, None).await
     }
 
     async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError> {
@@ -514,6 +535,7 @@ impl Store for DynamoStore {
                         Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
                         _ => BTreeSet::new(),
                     },
+                    client: optional_text(&item, "client"),
                     expires_at: number(&item, TTL_ATTRIBUTE)?,
                 };
                 if connection.expires_at > now {
@@ -574,6 +596,159 @@ impl Store for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(output.attributes.is_some_and(|old| !old.is_empty()))
+    }
+
+    async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
+        // The counter gives out places atomically; a crash before the entry is written
+        // leaves a gap, which readers skip.
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(OUTBOX_PK))
+            .key("sk", s("head"))
+            .update_expression("ADD #seq :one")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let seq = output
+            .attributes
+            .as_ref()
+            .and_then(|a| number(a, "seq").ok())
+            .and_then(|seq| u64::try_from(seq).ok())
+            .ok_or_else(|| StoreError::Corrupt("outbox counter is not a number".into()))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item([
+                ("pk", s(OUTBOX_PK)),
+                ("sk", s(outbox_sk(seq))),
+                ("seq", n(seq as i64)),
+                ("message", s(message)),
+                ("at", n(now)),
+                (TTL_ATTRIBUTE, n(now + ttl::OUTBOX)),
+            ])))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(seq)
+    }
+
+    async fn outbox_after(
+        &self,
+        after: u64,
+        not_before: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(OUTBOX_PK))
+                .expression_attribute_values(":first", s(outbox_sk(after + 1)))
+                .expression_attribute_values(":last", s(outbox_sk(u64::MAX)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items.unwrap_or_default() {
+                let at = number(&item, "at")?;
+                if at < not_before {
+                    continue;
+                }
+                entries.push(OutboxEntry {
+                    seq: u64::try_from(number(&item, "seq")?)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox seq: {e}")))?,
+                    message: text(&item, "message")?,
+                    at,
+                });
+                if entries.len() == limit {
+                    return Ok(entries);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(entries),
+            }
+        }
+    }
+
+    async fn outbox_head(&self) -> Result<u64, StoreError> {
+        match self.get(OUTBOX_PK.to_string(), "head").await? {
+            Some(item) => u64::try_from(number(&item, "seq")?)
+                .map_err(|e| StoreError::Corrupt(format!("outbox counter: {e}"))),
+            None => Ok(0),
+        }
+    }
+
+    async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError> {
+        let Some(item) = self
+            .get(CURSORS_PK.to_string(), &format!("client#{client}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let seq = u64::try_from(number(&item, "seq")?)
+            .map_err(|e| StoreError::Corrupt(format!("cursor: {e}")))?;
+        Ok(Some(seq))
+    }
+
+    async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(CURSORS_PK))
+            .key("sk", s(format!("client#{client}")))
+            .update_expression("SET #seq = :seq, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#seq) OR #seq < :seq")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":seq", n(seq as i64))
+            .expression_attribute_values(":ttl", n(now + ttl::CURSOR))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already at or past `seq`: never moved back.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn first_sighting(
+        &self,
+        fingerprint: &str,
+        now: i64,
+        horizon: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item([
+                ("pk", s(format!("sighting#{fingerprint}"))),
+                ("sk", s("seen")),
+                ("seen_at", n(now)),
+                (TTL_ATTRIBUTE, n(now + ttl::SIGHTING)),
+            ])))
+            .condition_expression("attribute_not_exists(pk) OR seen_at <= :horizon")
+            .expression_attribute_values(":horizon", n(now - horizon))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
@@ -657,6 +832,11 @@ fn claim_item(key: &str, record: &ClaimRecord) -> Item {
         ("state", s(record.state.as_str())),
         (TTL_ATTRIBUTE, n(kept_from + ttl::CLAIM)),
     ])
+}
+
+/// Zero-padded, so that the sort keys sort as the numbers do.
+fn outbox_sk(seq: u64) -> String {
+    format!("frame#{seq:020}")
 }
 
 fn written_micros() -> i64 {

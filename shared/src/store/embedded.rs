@@ -21,6 +21,15 @@ struct State {
     claims: HashMap<String, ClaimRecord>,
     connections: BTreeMap<String, Connection>,
     client_keys: BTreeMap<String, ClientKey>,
+    #[serde(default)]
+    outbox: Vec<OutboxEntry>,
+    #[serde(default)]
+    outbox_head: u64,
+    #[serde(default)]
+    cursors: BTreeMap<String, u64>,
+    /// fingerprint -> when it was last noted
+    #[serde(default)]
+    sightings: HashMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,20 +278,27 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn set_subscription(
+    async fn subscribe(
         &self,
         id: &str,
         identifier: &str,
-        subscribed: bool,
+        client: &str,
     ) -> Result<bool, StoreError> {
         self.change(|state| match state.connections.get_mut(id) {
             None => false,
             Some(connection) => {
-                if subscribed {
-                    connection.subscriptions.insert(identifier.to_string());
-                } else {
-                    connection.subscriptions.remove(identifier);
-                }
+                connection.subscriptions.insert(identifier.to_string());
+                connection.client = Some(client.to_string());
+                true
+            }
+        })
+    }
+
+    async fn unsubscribe(&self, id: &str, identifier: &str) -> Result<bool, StoreError> {
+        self.change(|state| match state.connections.get_mut(id) {
+            None => false,
+            Some(connection) => {
+                connection.subscriptions.remove(identifier);
                 true
             }
         })
@@ -325,5 +341,70 @@ impl Store for EmbeddedStore {
 
     async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError> {
         self.change(|state| state.client_keys.remove(name).is_some())
+    }
+
+    async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
+        self.change(|state| {
+            state.outbox.retain(|e| e.at + ttl::OUTBOX > now);
+            state.outbox_head += 1;
+            state.outbox.push(OutboxEntry {
+                seq: state.outbox_head,
+                message: message.to_string(),
+                at: now,
+            });
+            state.outbox_head
+        })
+    }
+
+    async fn outbox_after(
+        &self,
+        after: u64,
+        not_before: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read(|state| {
+            state
+                .outbox
+                .iter()
+                .filter(|e| e.seq > after && e.at >= not_before)
+                .take(limit)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn outbox_head(&self) -> Result<u64, StoreError> {
+        self.read(|state| state.outbox_head)
+    }
+
+    async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError> {
+        self.read(|state| state.cursors.get(client).copied())
+    }
+
+    async fn advance_cursor(&self, client: &str, seq: u64, _now: i64) -> Result<(), StoreError> {
+        self.change(|state| {
+            let cursor = state.cursors.entry(client.to_string()).or_insert(seq);
+            *cursor = (*cursor).max(seq);
+        })
+    }
+
+    async fn first_sighting(
+        &self,
+        fingerprint: &str,
+        now: i64,
+        horizon: i64,
+    ) -> Result<bool, StoreError> {
+        self.change(|state| {
+            state
+                .sightings
+                .retain(|_, seen| *seen + ttl::SIGHTING > now);
+            match state.sightings.get(fingerprint) {
+                Some(seen) if *seen > now - horizon => false,
+                _ => {
+                    state.sightings.insert(fingerprint.to_string(), now);
+                    true
+                }
+            }
+        })
     }
 }

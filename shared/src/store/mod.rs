@@ -23,6 +23,12 @@ pub mod ttl {
     pub const CLAIM: i64 = 30 * DAY;
     /// API Gateway closes a WebSocket after 2 h; a row outliving that by 10 min is a ghost.
     pub const CONNECTION: i64 = 2 * 60 * 60 + 10 * 60;
+    /// Longer than the longest replay window (`config::MAX_REPLAY_WINDOW_SECONDS`).
+    pub const OUTBOX: i64 = DAY + 60 * 60;
+    /// A key whose cursor expired is treated as new: it gets no replay.
+    pub const CURSOR: i64 = 30 * DAY;
+    /// A bridged frame's fingerprint, kept longer than any window overlap.
+    pub const SIGHTING: i64 = 10 * 60;
 }
 
 /// A delivery marked as in progress longer than this is taken to have crashed and may be
@@ -120,6 +126,9 @@ pub struct Connection {
     pub connected_at: i64,
     pub source_ip: Option<String>,
     pub subscriptions: BTreeSet<String>,
+    /// The name of the client key it last subscribed with: whose cursor its frames move.
+    #[serde(default)]
+    pub client: Option<String>,
     pub expires_at: i64,
 }
 
@@ -130,6 +139,7 @@ impl Connection {
             connected_at: now,
             source_ip,
             subscriptions: BTreeSet::new(),
+            client: None,
             expires_at: now + ttl::CONNECTION,
         }
     }
@@ -141,6 +151,16 @@ pub struct ClientKey {
     pub name: String,
     pub key_hash: String,
     pub created_at: i64,
+}
+
+/// A frame's message as it went out to Smokey, with its place in the order of all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// 1, 2, 3, ... in the order the messages were broadcast (gaps are possible).
+    pub seq: u64,
+    /// The JSON text of the frame's `message`, exactly as sent.
+    pub message: String,
+    pub at: i64,
 }
 
 /// One line of an audit trail: what happened, when, and because of which delivery.
@@ -265,13 +285,12 @@ pub trait Store: Send + Sync {
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
-    /// Adds or removes one subscription; false when the connection is unknown.
-    async fn set_subscription(
-        &self,
-        id: &str,
-        identifier: &str,
-        subscribed: bool,
-    ) -> Result<bool, StoreError>;
+    /// Adds a subscription made with the key of `client`; false when the connection is
+    /// unknown.
+    async fn subscribe(&self, id: &str, identifier: &str, client: &str)
+    -> Result<bool, StoreError>;
+    /// Removes a subscription; false when the connection is unknown.
+    async fn unsubscribe(&self, id: &str, identifier: &str) -> Result<bool, StoreError>;
     /// Every connection that has not expired.
     async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError>;
 
@@ -281,6 +300,33 @@ pub trait Store: Send + Sync {
     async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError>;
     /// Removes a key by name; false when there was none.
     async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Adds a message to the outbox and returns its place in the order.
+    async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError>;
+    /// The outbox after place `after`, in order, leaving out what was sent before
+    /// `not_before`; at most `limit` entries.
+    async fn outbox_after(
+        &self,
+        after: u64,
+        not_before: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The last place given out; 0 before the first message.
+    async fn outbox_head(&self) -> Result<u64, StoreError>;
+    /// The place of the last message a connection of `client` got; `None` for a key that
+    /// never subscribed (or not for `ttl::CURSOR`).
+    async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError>;
+    /// Moves `client`'s cursor to `seq`, never back.
+    async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
+
+    /// Notes `fingerprint` as seen now and answers true, unless it was noted in the last
+    /// `horizon` seconds: then false, and nothing changes (a conditional write).
+    async fn first_sighting(
+        &self,
+        fingerprint: &str,
+        now: i64,
+        horizon: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Whether `new` may replace `old` for the same (sha, context): it is not older. An equal

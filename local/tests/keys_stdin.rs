@@ -1,0 +1,98 @@
+//! A Smokey keeps its `metasmoke_key`: `relay-local keys add NAME --stdin` registers it,
+//! only its hash is stored, and a subscription with it is confirmed.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{free_port, wait_until_listening};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What Smokey's config already holds as `metasmoke_key`.
+const METASMOKE_KEY: &str = "d1e5a0c7b0f94a4c9a3f0e6b2f1c8d7e";
+
+fn keys_add_from_stdin(name: &str, state: &str, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-local"))
+        .args(["keys", "add", name, "--stdin", "--state", state])
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_key_registered_from_stdin_is_confirmed_and_only_its_hash_is_stored() {
+    let dir = std::env::temp_dir().join(format!("relay-local-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let state = state.to_str().unwrap();
+
+    let empty = keys_add_from_stdin("smokey-empty", state, "\n");
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("held no key"));
+
+    let added = keys_add_from_stdin("smokey-ms", state, &format!("{METASMOKE_KEY}\n"));
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        added.stdout.is_empty(),
+        "nothing printed: the operator has the key"
+    );
+    let stored = std::fs::read_to_string(state).unwrap();
+    assert!(
+        !stored.contains(METASMOKE_KEY),
+        "the key itself is not stored"
+    );
+    assert!(stored.contains(&build_relay::keys::hash(METASMOKE_KEY)));
+
+    let port = free_port();
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_relay-local"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state",
+            state,
+        ])
+        .env("WEBHOOK_SECRET", "stdin test secret")
+        .env_remove("RELAY_CLIENT_KEYS")
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+    let (mut smokey, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable"))
+        .await
+        .unwrap();
+    let identifier = json!({ "channel": "SmokeDetectorChannel", "key": METASMOKE_KEY }).to_string();
+    let subscribe = json!({ "command": "subscribe", "identifier": identifier }).to_string();
+    smokey.send(Message::text(subscribe)).await.unwrap();
+    let reply = loop {
+        match smokey.next().await {
+            Some(Ok(Message::Text(text))) if !text.contains(r#""type":"ping""#) => break text,
+            Some(Ok(_)) => continue,
+            other => panic!("no reply to subscribe: {other:?}"),
+        }
+    };
+    assert!(reply.contains("confirm_subscription"), "{reply}");
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,335 @@
+//! The metasmoke bridge: build-relay subscribes to metasmoke's `SmokeDetectorChannel` as a
+//! client, with the frame Smokey itself sends, and forwards each broadcast's `message` to
+//! every subscribed Smokey, byte for byte, except the keys build-relay produces itself.
+//!
+//! metasmoke streams the same frames to every subscriber, so one upstream subscription
+//! serves every Smokey. The bridge reconnects on a rejected key, a dropped socket or
+//! `Timings::silence` without a frame (metasmoke pings every 3 s), waiting
+//! `Timings::first_retry`, then twice as long each time up to `Timings::max_retry`.
+//!
+//! Frames go out through the `Notifier`, so they pass the outbox and reach a Smokey that
+//! was away when it resubscribes. Each is fingerprinted first (`Store::first_sighting`):
+//! where two bridge runs overlap (the keepalive function's windows on AWS), a frame both
+//! saw is forwarded once. Identical frames more than `Timings::dedupe_horizon` apart are
+//! both forwarded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::clock::Clock;
+use crate::config::BridgeConfig;
+use crate::notify::{Notifier, SmokeyMessage};
+use crate::store::Store;
+
+/// How patient the bridge is with metasmoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// No frame for this long (metasmoke pings every 3 s): the socket is dead.
+    pub silence: Duration,
+    /// The wait before the first reconnect; doubled after each failed attempt.
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    /// A frame seen again within this many seconds is the same frame seen by two runs.
+    pub dedupe_horizon: i64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            silence: Duration::from_secs(10),
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(60),
+            dedupe_horizon: 15,
+        }
+    }
+}
+
+/// What metasmoke said in one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    Welcome,
+    Ping,
+    Confirmed,
+    Rejected,
+    /// A broadcast; its `message` as the JSON text metasmoke sent.
+    Broadcast(String),
+    /// Anything else (a disconnect notice, junk): ignored.
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+/// Reads one frame from metasmoke.
+pub fn parse(text: &str) -> Upstream {
+    let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+        return Upstream::Other;
+    };
+    match (frame.kind, frame.message) {
+        (Some("welcome"), _) => Upstream::Welcome,
+        (Some("ping"), _) => Upstream::Ping,
+        (Some("confirm_subscription"), _) => Upstream::Confirmed,
+        (Some("reject_subscription"), _) => Upstream::Rejected,
+        (None, Some(message)) => Upstream::Broadcast(message.get().to_string()),
+        _ => Upstream::Other,
+    }
+}
+
+/// Whether a broadcast's `message` goes on to Smokey: not when one of its keys is in
+/// `skip` (the ones build-relay now sends itself).
+pub fn forwards(message: &str, skip: &[String]) -> bool {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(message) {
+        Ok(object) => !object.keys().any(|key| skip.contains(key)),
+        Err(_) => true,
+    }
+}
+
+/// The subscribe frame, exactly as Smokey sends it.
+pub fn subscribe_frame(key: &str) -> String {
+    let identifier = serde_json::json!({ "channel": crate::cable::CHANNEL, "key": key });
+    serde_json::json!({ "command": "subscribe", "identifier": identifier.to_string() }).to_string()
+}
+
+/// Counts of what a bridge run did; logged at the end of every upstream session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BridgeReport {
+    /// Sockets opened to metasmoke.
+    pub connects: usize,
+    /// Connection attempts that failed (refused, TLS, HTTP error, timeout).
+    pub failed_connects: usize,
+    pub rejected: usize,
+    /// Sockets that closed or failed under us.
+    pub dropped: usize,
+    /// Sockets given up for `Timings::silence` without a frame.
+    pub silent: usize,
+    pub forwarded: usize,
+    /// Broadcasts of a key in `METASMOKE_BRIDGE_SKIP`.
+    pub skipped: usize,
+    /// Broadcasts another run had forwarded already.
+    pub duplicates: usize,
+    /// Broadcasts the notifier could not send to anyone.
+    pub failed: usize,
+}
+
+/// Why an upstream session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    ConnectFailed,
+    Rejected,
+    Dropped,
+    Silent,
+    /// The run's time is up.
+    Deadline,
+}
+
+pub struct Bridge {
+    pub config: BridgeConfig,
+    pub timings: Timings,
+    pub notifier: Arc<dyn Notifier>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Bridge {
+    /// Stays subscribed until `deadline` (forever with `None`), reconnecting as needed.
+    pub async fn run(&self, deadline: Option<Instant>) -> BridgeReport {
+        let mut report = BridgeReport::default();
+        let mut wait = self.timings.first_retry;
+        loop {
+            let (end, confirmed) = self.session(deadline, &mut report).await;
+            match end {
+                End::Deadline => break,
+                End::ConnectFailed => report.failed_connects += 1,
+                End::Rejected => report.rejected += 1,
+                End::Dropped => report.dropped += 1,
+                End::Silent => report.silent += 1,
+            }
+            if confirmed {
+                wait = self.timings.first_retry;
+            }
+            tracing::warn!(end = ?end, retry_in_ms = wait.as_millis() as u64, report = ?report, "metasmoke bridge: reconnecting");
+            let resume = Instant::now() + wait;
+            if deadline.is_some_and(|d| d <= resume) {
+                break;
+            }
+            tokio::time::sleep_until(resume).await;
+            wait = (wait * 2).min(self.timings.max_retry);
+        }
+        tracing::info!(report = ?report, "metasmoke bridge: run over");
+        report
+    }
+
+    /// One upstream socket, from connect to its end; also says whether it was confirmed.
+    async fn session(&self, deadline: Option<Instant>, report: &mut BridgeReport) -> (End, bool) {
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 60 * 60);
+        let deadline = deadline.unwrap_or(far);
+        let connecting = tokio::time::timeout_at(
+            deadline.min(Instant::now() + self.timings.silence),
+            self.connect(),
+        );
+        let mut socket = match connecting.await {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "metasmoke bridge: cannot connect");
+                return (End::ConnectFailed, false);
+            }
+            Err(_) if Instant::now() >= deadline => return (End::Deadline, false),
+            Err(_) => {
+                tracing::warn!("metasmoke bridge: connect timed out");
+                return (End::ConnectFailed, false);
+            }
+        };
+        report.connects += 1;
+        let mut confirmed = false;
+        let subscribe = Message::text(subscribe_frame(self.config.key.expose()));
+        if socket.send(subscribe).await.is_err() {
+            return (End::Dropped, false);
+        }
+        loop {
+            let silent_at = Instant::now() + self.timings.silence;
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(silent_at, socket.next()) => next,
+                () = tokio::time::sleep_until(deadline) => {
+                    let _ = socket.close(None).await;
+                    return (End::Deadline, confirmed);
+                }
+            };
+            let text = match next {
+                Err(_) => return (End::Silent, confirmed),
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
+                    return (End::Dropped, confirmed);
+                }
+                Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(Some(Ok(_))) => continue,
+            };
+            match parse(&text) {
+                Upstream::Confirmed => {
+                    confirmed = true;
+                    tracing::info!("metasmoke bridge: subscribed");
+                }
+                Upstream::Rejected => {
+                    tracing::error!("metasmoke bridge: subscription rejected; check METASMOKE_KEY");
+                    return (End::Rejected, confirmed);
+                }
+                Upstream::Broadcast(message) => self.forward(message, report).await,
+                Upstream::Welcome | Upstream::Ping | Upstream::Other => {}
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let mut request = self.config.url.as_str().into_client_request()?;
+        let origin = http::HeaderValue::from_str(&self.config.origin)
+            .map_err(|e| tokio_tungstenite::tungstenite::Error::HttpFormat(e.into()))?;
+        request.headers_mut().insert(http::header::ORIGIN, origin);
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(socket)
+    }
+
+    async fn forward(&self, message: String, report: &mut BridgeReport) {
+        if !forwards(&message, &self.config.skip) {
+            report.skipped += 1;
+            return;
+        }
+        let fingerprint = hex::encode(Sha256::digest(message.as_bytes()));
+        let now = self.clock.now();
+        match self
+            .store
+            .first_sighting(&fingerprint, now, self.timings.dedupe_horizon)
+            .await
+        {
+            Ok(false) => {
+                report.duplicates += 1;
+                return;
+            }
+            Ok(true) => {}
+            // Better a frame twice than not at all.
+            Err(error) => {
+                tracing::warn!(%error, "metasmoke bridge: cannot check for a duplicate; forwarding")
+            }
+        }
+        match self.notifier.notify(&SmokeyMessage::Bridged(message)).await {
+            Ok(_) => report.forwarded += 1,
+            Err(error) => {
+                report.failed += 1;
+                tracing::error!(%error, "metasmoke bridge: frame not forwarded");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metasmokes_frames_are_told_apart() {
+        assert_eq!(parse(r#"{"type":"welcome"}"#), Upstream::Welcome);
+        assert_eq!(
+            parse(r#"{"type":"ping","message":1764100000}"#),
+            Upstream::Ping
+        );
+        assert_eq!(
+            parse(r#"{"identifier":"{}","type":"confirm_subscription"}"#),
+            Upstream::Confirmed
+        );
+        assert_eq!(
+            parse(r#"{"identifier":"{}","type":"reject_subscription"}"#),
+            Upstream::Rejected
+        );
+        assert_eq!(parse("not json"), Upstream::Other);
+        assert_eq!(parse(r#"{"type":"disconnect"}"#), Upstream::Other);
+    }
+
+    #[test]
+    fn a_broadcast_keeps_its_message_bytes() {
+        let message =
+            r#"{ "fp" : {"post_link":"//stackoverflow.com/a/1"}, "n": 1.50, "e":"\u00e9" }"#;
+        let frame = format!(
+            r#"{{"identifier":"{{\"channel\":\"SmokeDetectorChannel\"}}","message":{message}}}"#
+        );
+        assert_eq!(parse(&frame), Upstream::Broadcast(message.to_string()));
+    }
+
+    #[test]
+    fn skipped_keys_are_not_forwarded() {
+        let skip = vec!["commit_status".to_string(), "deploy_updated".to_string()];
+        assert!(!forwards(
+            r#"{"commit_status":{"status":"success"}}"#,
+            &skip
+        ));
+        assert!(!forwards(r#"{"deploy_updated":{}}"#, &skip));
+        assert!(forwards(r#"{"naa":{"post_link":"x"}}"#, &skip));
+        assert!(forwards(r#"{"domain_whitelist":"refresh"}"#, &skip));
+        assert!(forwards(r#""a bare string""#, &skip));
+        assert!(forwards(r#"{"commit_status":{}}"#, &[]));
+    }
+
+    #[test]
+    fn the_subscribe_frame_is_smokeys() {
+        assert_eq!(
+            subscribe_frame("abc"),
+            r#"{"command":"subscribe","identifier":"{\"channel\":\"SmokeDetectorChannel\",\"key\":\"abc\"}"}"#
+        );
+    }
+}
