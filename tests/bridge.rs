@@ -174,6 +174,24 @@ async fn until(
     pings
 }
 
+/// Once `confirmed` subscriptions were made upstream in all, `message` reaches `client`.
+async fn resumes(
+    upstream: &FakeMetasmoke,
+    client: &mut Client,
+    id: &str,
+    confirmed: usize,
+    message: &str,
+) {
+    upstream
+        .wait_for_confirmed(confirmed, Duration::from_secs(10))
+        .await;
+    upstream.broadcast(message);
+    assert_eq!(
+        next_frame(client, Duration::from_secs(5)).await,
+        Some(framed(id, message))
+    );
+}
+
 #[tokio::test]
 async fn upstream_rejects_drops_and_silence_lead_to_reconnects_and_clients_are_unaffected() {
     let upstream = FakeMetasmoke::start(BRIDGE_KEY).await;
@@ -191,27 +209,21 @@ async fn upstream_rejects_drops_and_silence_lead_to_reconnects_and_clients_are_u
     )
     .await;
     assert!(pings >= 1, "pings went on while upstream rejected the key");
-    // A verdict is not held up by the upstream either.
-    upstream.set_rejecting(false);
-    upstream
-        .wait_for_confirmed(1, Duration::from_secs(10))
-        .await;
-    upstream.broadcast(NON_BUILD[0]);
-    assert_eq!(
-        next_frame(&mut a, Duration::from_secs(5)).await,
-        Some(framed(&id_a, NON_BUILD[0]))
+    // Verdicts do not wait on the upstream either.
+    let sample = "status-deploy-success.json";
+    let answer = post_sample(&gateway, "/github/status_hook", "status", sample, "d1").await;
+    assert_eq!(answer.status(), 200);
+    let verdict = next_frame(&mut a, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        verdict.contains(r#""commit_status":{"status":"success""#),
+        "{verdict}"
     );
+    upstream.set_rejecting(false);
+    resumes(&upstream, &mut a, &id_a, 1, NON_BUILD[0]).await;
 
     // Dropped without a close frame: reconnected, and frames flow again.
     upstream.drop_all();
-    upstream
-        .wait_for_confirmed(2, Duration::from_secs(10))
-        .await;
-    upstream.broadcast(NON_BUILD[1]);
-    assert_eq!(
-        next_frame(&mut a, Duration::from_secs(5)).await,
-        Some(framed(&id_a, NON_BUILD[1]))
-    );
+    resumes(&upstream, &mut a, &id_a, 2, NON_BUILD[1]).await;
 
     // Silent (the socket open, no pings): given up after the silence limit.
     upstream.set_silent(true);
@@ -222,13 +234,6 @@ async fn upstream_rejects_drops_and_silence_lead_to_reconnects_and_clients_are_u
     .await;
     assert!(pings >= 1, "pings went on while upstream was silent");
     upstream.set_silent(false);
-    upstream
-        .wait_for_confirmed(3, Duration::from_secs(10))
-        .await;
-    upstream.broadcast(NON_BUILD[2]);
-    assert_eq!(
-        next_frame(&mut a, Duration::from_secs(5)).await,
-        Some(framed(&id_a, NON_BUILD[2]))
-    );
+    resumes(&upstream, &mut a, &id_a, 3, NON_BUILD[2]).await;
     gateway.stop().await;
 }

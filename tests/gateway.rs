@@ -245,13 +245,7 @@ async fn a_vanished_client_is_removed_on_the_next_broadcast() {
         next_frame(&mut a, Duration::from_secs(5)).await,
         Some(expected_commit_status(&id_a))
     );
-    let ids: Vec<String> = store
-        .connections(clock::now())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let ids = connection_ids(store.as_ref()).await;
     assert_eq!(ids.len(), 1, "only the live client is left: {ids:?}");
     gateway.stop().await;
 }

@@ -50,32 +50,38 @@ async fn away(gateway: &Running, mut client: Client) {
     wait_until_nobody_is_connected(gateway).await;
 }
 
+async fn gateway(backend: Backend) -> Running {
+    let keys = [("smokey-a", KEY)];
+    local_gateway(
+        store(backend).await,
+        Duration::from_secs(60),
+        no_github(),
+        &keys,
+    )
+    .await
+}
+
+/// CI passes on the deploy commit; returns the answer's text.
+async fn decide_the_verdict(gateway: &Running) -> String {
+    let route = "/github/status_hook";
+    let sample = "status-deploy-success.json";
+    let response = post_sample(gateway, route, "status", sample, "d1").await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
 fn is_the_verdict(frame: &str) -> bool {
     let frame: Value = serde_json::from_str(frame).unwrap();
     frame["message"]["commit_status"]["commit_sha"] == SHA
 }
 
 async fn a_verdict_decided_while_away_reaches_the_key_once_it_is_back(backend: Backend) {
-    let gateway = local_gateway(
-        store(backend).await,
-        Duration::from_secs(60),
-        no_github(),
-        &[("smokey-a", KEY)],
-    )
-    .await;
+    let gateway = gateway(backend).await;
     let smokey = back(&gateway).await;
     away(&gateway, smokey).await;
 
-    let response = post_sample(
-        &gateway,
-        "/github/status_hook",
-        "status",
-        "status-deploy-success.json",
-        "d1",
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains("0 connection(s)"));
+    let answer = decide_the_verdict(&gateway).await;
+    assert!(answer.contains("0 connection(s)"), "{answer}");
 
     let mut smokey = back(&gateway).await;
     let frames = frames_until_quiet(&mut smokey, Duration::from_secs(1)).await;
@@ -93,23 +99,9 @@ async fn a_verdict_decided_while_away_reaches_the_key_once_it_is_back(backend: B
 }
 
 async fn a_client_that_was_connected_is_not_sent_it_again(backend: Backend) {
-    let gateway = local_gateway(
-        store(backend).await,
-        Duration::from_secs(60),
-        no_github(),
-        &[("smokey-a", KEY)],
-    )
-    .await;
+    let gateway = gateway(backend).await;
     let mut smokey = back(&gateway).await;
-    let response = post_sample(
-        &gateway,
-        "/github/status_hook",
-        "status",
-        "status-deploy-success.json",
-        "d1",
-    )
-    .await;
-    assert_eq!(response.status(), 200);
+    decide_the_verdict(&gateway).await;
     let live = next_frame(&mut smokey, Duration::from_secs(5))
         .await
         .expect("the verdict, live");

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use build_relay::config::Tables;
+use build_relay::store::Connection;
 use build_relay::store::dynamodb::DynamoStore;
-use build_relay::store::{Connection, Store};
+use build_relay::store::{Commits, Connections};
 use build_relay::{clock, keys};
 use integration_tests::fake_github::*;
 use integration_tests::fake_metasmoke::FakeMetasmoke;

@@ -9,6 +9,7 @@ use build_relay::broadcast::Broadcaster;
 use build_relay::handlers::keepalive::Keepalive;
 use build_relay::handlers::ws::Sockets;
 use build_relay::notify::{Notifier, NotifyError, SmokeyMessage};
+use build_relay::store::Connections;
 use build_relay::store::{Connection, Store, ttl};
 use build_relay::{clock, keys};
 use integration_tests::*;
@@ -212,14 +213,7 @@ async fn broadcasts_reach_subscribers_and_clean_up_gone_connections() {
     assert_eq!(posted, ["a", "b"]);
     let frame: Value = serde_json::from_str(&s.api.posts()[0].1).unwrap();
     assert_eq!(frame["message"]["message"], "hello");
-    let left: Vec<String> = s
-        .store
-        .connections(clock::now())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let left = connection_ids(s.store.as_ref()).await;
     assert!(!left.contains(&"ghost".to_string()), "{left:?}");
 }
 

@@ -135,10 +135,10 @@ impl Gateway {
 
         let router = Router::new()
             .route("/", get(index))
-            .route("/github/status_hook", post(status_hook))
-            .route("/github/update_deploy_to_master", post(push_hook))
-            .route("/github/pull_request_hook", post(pull_requests))
-            .route("/github/pr_merge", post(pull_requests))
+            .route("/github/status_hook", post(webhook))
+            .route("/github/update_deploy_to_master", post(webhook))
+            .route("/github/pull_request_hook", post(webhook))
+            .route("/github/pr_merge", post(webhook))
             .route("/cable", get(cable_socket::upgrade))
             .route(
                 "/@connections/{id}",
@@ -161,9 +161,7 @@ impl Gateway {
             let bridge = Bridge {
                 config,
                 timings: options.bridge_timings,
-                notifier: Arc::new(broadcaster.clone()),
-                store: Arc::clone(&store),
-                clock: Arc::clone(&clock),
+                broadcaster: broadcaster.clone(),
             };
             tokio::spawn(async move {
                 bridge.run(None).await;
@@ -335,31 +333,20 @@ async fn serve(
         .into_response()
 }
 
-async fn status_hook(
+/// Every webhook route: the path picks the endpoint, as API Gateway's routes pick the
+/// function.
+async fn webhook(
     State(app): State<Arc<App>>,
     uri: http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&app, &app.status, &uri, &headers, body).await
-}
-
-async fn push_hook(
-    State(app): State<Arc<App>>,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&app, &app.push, &uri, &headers, body).await
-}
-
-async fn pull_requests(
-    State(app): State<Arc<App>>,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&app, &app.pulls, &uri, &headers, body).await
+    let endpoint: &dyn Endpoint = match uri.path() {
+        "/github/status_hook" => &app.status,
+        "/github/update_deploy_to_master" => &app.push,
+        _ => &app.pulls,
+    };
+    serve(&app, endpoint, &uri, &headers, body).await
 }
 
 async fn index() -> &'static str {

@@ -1,5 +1,7 @@
 //! The `relay-local` binary as an operator uses it.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn relay_local(args: &[&str]) -> Output {
@@ -164,8 +166,8 @@ fn keys_work_against_dynamodb() {
 
 /// `relay-local ARGS` against moto's DynamoDB, tables named with `suffix`, `stdin` fed in.
 fn run_with_stdin(args: &[&str], endpoint: &str, suffix: &str, stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-local"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relay-local"));
+    command
         .args(args)
         .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
         .env("TABLE_NAME", format!("cli-main-{suffix}"))
@@ -173,19 +175,8 @@ fn run_with_stdin(args: &[&str], endpoint: &str, suffix: &str, stdin: &str) -> O
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    common::output_with_stdin(&mut command, stdin)
 }
 
 fn build_relay_suffix() -> u128 {

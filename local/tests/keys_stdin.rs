@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{free_port, wait_until_listening};
+use common::{free_port, output_with_stdin, serve_command, wait_until_listening};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,21 +14,11 @@ use tokio_tungstenite::tungstenite::Message;
 const METASMOKE_KEY: &str = "d1e5a0c7b0f94a4c9a3f0e6b2f1c8d7e";
 
 fn keys_add_from_stdin(name: &str, state: &str, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-local"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relay-local"));
+    command
         .args(["keys", "add", name, "--stdin", "--state", state])
-        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB");
+    output_with_stdin(&mut command, stdin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,20 +50,8 @@ async fn an_existing_key_registered_from_stdin_is_confirmed_and_only_its_hash_is
     assert!(stored.contains(&build_relay::keys::hash(METASMOKE_KEY)));
 
     let port = free_port();
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_relay-local"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--state",
-            state,
-        ])
-        .env("WEBHOOK_SECRET", "stdin test secret")
-        .env_remove("RELAY_CLIENT_KEYS")
-        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut relay = serve_command(port, "stdin test secret")
+        .args(["--state", state])
         .spawn()
         .unwrap();
     wait_until_listening(port).await;

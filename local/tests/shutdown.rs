@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use build_relay::intake;
-use common::{free_port, wait_until_listening};
+use common::{free_port, serve_command, wait_until_listening};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -59,17 +59,11 @@ async fn slow_github() -> MockServer {
 }
 
 fn serve(port: u16, github: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relay-local"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("WEBHOOK_SECRET", SECRET)
+    serve_command(port, SECRET)
         .env("RELAY_CLIENT_KEYS", format!("smokey:{KEY}"))
         .env("GITHUB_TOKEN", "ghp_shutdown_test")
         .env("GITHUB_API_URL", github)
         .env("PING_INTERVAL_SECONDS", "60")
-        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("relay-local starts")
 }

@@ -13,7 +13,6 @@
 //! saw is forwarded once. Identical frames more than `Timings::dedupe_horizon` apart are
 //! both forwarded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,10 +23,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::clock::Clock;
+use crate::broadcast::Broadcaster;
 use crate::config::BridgeConfig;
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::store::Store;
 
 /// How patient the bridge is with metasmoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,9 +136,8 @@ enum End {
 pub struct Bridge {
     pub config: BridgeConfig,
     pub timings: Timings,
-    pub notifier: Arc<dyn Notifier>,
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+    /// Forwards frames (through the outbox) and keeps their fingerprints in its store.
+    pub broadcaster: Broadcaster,
 }
 
 impl Bridge {
@@ -252,9 +249,10 @@ impl Bridge {
             return;
         }
         let fingerprint = hex::encode(Sha256::digest(message.as_bytes()));
-        let now = self.clock.now();
+        let now = self.broadcaster.clock().now();
         match self
-            .store
+            .broadcaster
+            .store()
             .first_sighting(&fingerprint, now, self.timings.dedupe_horizon)
             .await
         {
@@ -268,7 +266,8 @@ impl Bridge {
                 tracing::warn!(%error, "metasmoke bridge: cannot check for a duplicate; forwarding")
             }
         }
-        match self.notifier.notify(&SmokeyMessage::Bridged(message)).await {
+        let bridged = SmokeyMessage::Bridged(message);
+        match self.broadcaster.notify(&bridged).await {
             Ok(_) => report.forwarded += 1,
             Err(error) => {
                 report.failed += 1;

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{ClientKey, Store, StoreError};
+use crate::store::{ClientKey, ClientKeys, StoreError};
 
 /// A fresh key: 32 random bytes as 64 hex digits.
 pub fn generate() -> String {
@@ -29,7 +29,7 @@ pub enum KeyError {
 }
 
 /// Stores the hash of `key` under `name`.
-pub async fn add(store: &dyn Store, name: &str, key: &str, now: i64) -> Result<(), KeyError> {
+pub async fn add(store: &dyn ClientKeys, name: &str, key: &str, now: i64) -> Result<(), KeyError> {
     let valid_name = !name.is_empty()
         && name.len() <= 64
         && name
@@ -54,7 +54,7 @@ pub async fn add(store: &dyn Store, name: &str, key: &str, now: i64) -> Result<(
 }
 
 /// The name of the client that holds `key`, if it is known.
-pub async fn identify(store: &dyn Store, key: &str) -> Result<Option<String>, StoreError> {
+pub async fn identify(store: &dyn ClientKeys, key: &str) -> Result<Option<String>, StoreError> {
     Ok(store.client_key_by_hash(&hash(key)).await?.map(|k| k.name))
 }
 

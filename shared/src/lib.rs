@@ -31,6 +31,7 @@ pub mod broadcast;
 pub mod cable;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod github;
 pub mod handlers;
 pub mod intake;

@@ -11,7 +11,8 @@ use crate::clock::Clock;
 use crate::config::{RelayConfig, WebhookSecrets};
 use crate::github::GitHub;
 use crate::github::retry::RetryPolicy;
-use crate::handlers::pull_request::{PrMerge, PullRequestHook, PullRequestRoutes, PullRequests};
+use crate::handlers::Effects;
+use crate::handlers::pull_request::{PrMerge, PullRequestHook, PullRequestRoutes};
 use crate::handlers::push::PushHook;
 use crate::handlers::status::StatusHook;
 use crate::handlers::webhook::{Route, Webhook};
@@ -35,7 +36,7 @@ impl Relay {
         Webhook::new(
             route,
             self.secrets.clone(),
-            Arc::clone(&self.store),
+            self.store.clone(),
             Arc::clone(&self.clock),
         )
     }
@@ -44,34 +45,32 @@ impl Relay {
     pub fn status_hook(&self) -> Webhook<StatusHook> {
         self.webhook(StatusHook {
             config: self.config.clone(),
-            store: Arc::clone(&self.store),
+            store: self.store.clone(),
             notifier: Arc::clone(&self.notifier),
             clock: Arc::clone(&self.clock),
         })
+    }
+
+    /// The parts of a route that acts on GitHub.
+    fn effects(&self, github: Arc<dyn GitHub>) -> Effects {
+        Effects {
+            config: self.config.clone(),
+            store: Arc::clone(&self.store),
+            notifier: Arc::clone(&self.notifier),
+            github,
+            retry: self.retry,
+            clock: Arc::clone(&self.clock),
+        }
     }
 
     /// `POST /github/update_deploy_to_master`.
     pub fn push_hook(&self, github: Arc<dyn GitHub>) -> Webhook<PushHook> {
-        self.webhook(PushHook {
-            config: self.config.clone(),
-            store: Arc::clone(&self.store),
-            notifier: Arc::clone(&self.notifier),
-            github,
-            retry: self.retry,
-            clock: Arc::clone(&self.clock),
-        })
+        self.webhook(PushHook(self.effects(github)))
     }
 
     /// `POST /github/pull_request_hook` and `POST /github/pr_merge`.
     pub fn pull_request_routes(&self, github: Arc<dyn GitHub>) -> PullRequestRoutes {
-        let shared = Arc::new(PullRequests {
-            config: self.config.clone(),
-            store: Arc::clone(&self.store),
-            notifier: Arc::clone(&self.notifier),
-            github,
-            retry: self.retry,
-            clock: Arc::clone(&self.clock),
-        });
+        let shared = Arc::new(self.effects(github));
         PullRequestRoutes {
             hook: self.webhook(PullRequestHook(Arc::clone(&shared))),
             merge: self.webhook(PrMerge(shared)),

@@ -137,15 +137,12 @@ pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let window = config::keepalive_window(&ProcessEnv)?;
     let overlap = config::bridge_overlap(&ProcessEnv)?;
     let sdk = sdk_config().await;
-    let store = store(&sdk)?;
-    let broadcaster = broadcaster(&sdk, Arc::clone(&store))?;
+    let broadcaster = broadcaster(&sdk, store(&sdk)?)?;
     let key = SecretReader::new(&ProcessEnv, &sdk).metasmoke_key().await?;
     let bridge = config::bridge(&ProcessEnv, key)?.map(|config| Bridge {
         config,
         timings: Timings::default(),
-        notifier: Arc::new(broadcaster.clone()),
-        store,
-        clock: clock::system(),
+        broadcaster: broadcaster.clone(),
     });
     Ok(ScheduledRun {
         keepalive: Keepalive {

@@ -9,14 +9,11 @@ use std::time::{Duration, Instant};
 
 use build_relay::broadcast::{Broadcaster, FANOUT_CONCURRENCY, ManagementApi};
 use build_relay::cable;
-use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
-use build_relay::github::dry_run::DryRun;
-use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::notify::{Notifier, SmokeyMessage};
 use build_relay::store::embedded::EmbeddedStore;
 use build_relay::store::{Store, Verdict};
 use futures_util::{SinkExt, StreamExt};
-use relay_local::{Gateway, GatewayOptions};
+use relay_local::Gateway;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,26 +25,14 @@ const KEY: &str = "fanout-bench-client-key-000000";
 #[tokio::main]
 async fn main() {
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-    let nowhere =
-        OctocrabGitHub::new("http://127.0.0.1:9", None, "Charcoal-SE/SmokeDetector").unwrap();
-    let gateway = Gateway::start(GatewayOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        store: Arc::clone(&store),
-        relay: RelayConfig::default(),
-        secrets: WebhookSecrets {
-            current: Secret::new("s"),
-            previous: None,
-        },
-        ping_interval: Duration::from_secs(3600),
-        client_keys: vec![("bench".into(), KEY.into())],
-        github: Arc::new(DryRun::new(Arc::new(nowhere))),
-        replay_window: 3600,
-        bridge: None,
-        bridge_timings: Default::default(),
-        post_latency: LATENCY,
-    })
-    .await
-    .unwrap();
+    let mut options = integration_tests::gateway_options(
+        Arc::clone(&store),
+        Duration::from_secs(3600),
+        integration_tests::no_github(),
+        &[("bench", KEY)],
+    );
+    options.post_latency = LATENCY;
+    let gateway = Gateway::start(options).await.unwrap();
 
     let received = Arc::new(AtomicUsize::new(0));
     let identifier = json!({ "channel": cable::CHANNEL, "key": KEY }).to_string();

@@ -10,19 +10,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use build_relay::config::{RelayConfig, Secret, WebhookSecrets};
-use build_relay::github::dry_run::DryRun;
-use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::store::embedded::EmbeddedStore;
 use build_relay::{cable, intake};
 use futures_util::{SinkExt, StreamExt};
-use relay_local::{Gateway, GatewayOptions, Running};
+use relay_local::{Gateway, Running};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const DELIVERIES: usize = 2000;
 const SENDERS: usize = 16;
-const SECRET: &str = "throughput bench secret";
 const KEY: &str = "throughput-bench-client-key-00";
 
 struct Delivery {
@@ -50,7 +46,7 @@ fn deliveries(event: &'static str) -> Vec<Delivery> {
                 payload
             };
             let body = serde_json::to_vec(&payload).unwrap();
-            let signature = intake::sign(SECRET.as_bytes(), &body);
+            let signature = intake::sign(integration_tests::TEST_SECRET.as_bytes(), &body);
             Delivery {
                 event,
                 id: format!("{event}-{i}"),
@@ -112,26 +108,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let nowhere =
-        OctocrabGitHub::new("http://127.0.0.1:9", None, "Charcoal-SE/SmokeDetector").unwrap();
-    let gateway = Gateway::start(GatewayOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        store: Arc::new(EmbeddedStore::in_memory()),
-        relay: RelayConfig::default(),
-        secrets: WebhookSecrets {
-            current: Secret::new(SECRET),
-            previous: None,
-        },
-        ping_interval: Duration::from_secs(3600),
-        client_keys: vec![("bench".into(), KEY.into())],
-        github: Arc::new(DryRun::new(Arc::new(nowhere))),
-        replay_window: 3600,
-        bridge: None,
-        bridge_timings: Default::default(),
-        post_latency: Duration::ZERO,
-    })
-    .await
-    .unwrap();
+    let options = integration_tests::gateway_options(
+        Arc::new(EmbeddedStore::in_memory()),
+        Duration::from_secs(3600),
+        integration_tests::no_github(),
+        &[("bench", KEY)],
+    );
+    let gateway = Gateway::start(options).await.unwrap();
 
     let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (mut client, _) = tokio_tungstenite::connect_async(gateway.cable_url())

@@ -227,47 +227,64 @@ impl SwitchableStore {
     }
 }
 
-/// `Store` for `SwitchableStore`: each method checks the switch, then asks the inner store.
+/// The store's capabilities for `SwitchableStore`: each method checks the switch, then asks
+/// the inner store.
 macro_rules! delegate {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
-        #[async_trait]
-        impl Store for SwitchableStore {
-            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
-                self.check().await?;
-                self.inner.$name($($arg),*).await
-            })*
-        }
+    ($(impl $capability:ident { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* })*) => {
+        $(
+            #[async_trait]
+            impl $capability for SwitchableStore {
+                $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                    self.check().await?;
+                    self.inner.$name($($arg),*).await
+                })*
+            }
+        )*
     };
 }
 
 delegate! {
+    impl Ledger {
         begin_delivery(id: &str, route: &str, now: i64) -> DeliveryStart;
         end_delivery(id: &str, end: DeliveryEnd, outcome: &str, now: i64) -> ();
+    }
+    impl Commits {
         record_status(status: &StatusRecord) -> StatusWrite;
         latest_statuses(sha: &str) -> Vec<StatusRecord>;
         claim_verdict(record: &VerdictRecord) -> VerdictClaim;
         mark_verdict_notified(sha: &str, now: i64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
         is_deployed(sha: &str) -> bool;
+    }
+    impl History {
         append_history(stream: &str, entry: &HistoryEntry) -> ();
-    history(stream: &str, limit: usize) -> Vec<HistoryEntry>;
-    claim(key: &str, owner: &str, now: i64) -> Claim;
-    swap_claim(key: &str, expected: &ClaimRecord, new: &ClaimRecord) -> bool;
-    put_connection(connection: &Connection) -> ();
+        history(stream: &str, limit: usize) -> Vec<HistoryEntry>;
+    }
+    impl Claims {
+        claim(key: &str, owner: &str, now: i64) -> Claim;
+        swap_claim(key: &str, expected: &ClaimRecord, new: &ClaimRecord) -> bool;
+    }
+    impl Connections {
+        put_connection(connection: &Connection) -> ();
         delete_connection(id: &str) -> ();
         subscribe(id: &str, identifier: &str, client: &str) -> bool;
         unsubscribe(id: &str, identifier: &str) -> bool;
         connections(now: i64) -> Vec<Connection>;
+    }
+    impl ClientKeys {
         add_client_key(key: &ClientKey) -> bool;
         client_key_by_hash(key_hash: &str) -> Option<ClientKey>;
         client_keys() -> Vec<ClientKey>;
-    revoke_client_key(name: &str) -> bool;
+        revoke_client_key(name: &str) -> bool;
+    }
+    impl Outbox {
         append_outbox(message: &str, now: i64) -> u64;
         outbox_after(after: u64, not_before: i64, limit: usize) -> Vec<OutboxEntry>;
         outbox_head() -> u64;
         cursor(client: &str) -> Option<u64>;
         advance_cursor(client: &str, seq: u64, now: i64) -> ();
         first_sighting(fingerprint: &str, now: i64, horizon: i64) -> bool;
+    }
 }
 
 /// A notifier that records what it is given and fails while told to.
@@ -525,4 +542,10 @@ pub async fn post_sample(
         .send()
         .await
         .unwrap()
+}
+
+/// The ids of the connections `store` holds now.
+pub async fn connection_ids(store: &dyn Store) -> Vec<String> {
+    let connections = store.connections(build_relay::clock::now()).await.unwrap();
+    connections.into_iter().map(|c| c.id).collect()
 }

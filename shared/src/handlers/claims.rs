@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::rules::claim::{self as rules, Turn};
-use crate::store::{Claim, ClaimRecord, ClaimState, Store, StoreError};
+use crate::store::{Claim, ClaimRecord, ClaimState, Claims, StoreError};
 
 /// How often a delivery waiting for another one's claim looks again.
 const WAIT_POLL: Duration = Duration::from_millis(250);
@@ -27,13 +27,13 @@ pub enum Taken {
 pub struct ClaimHandle<'a> {
     pub key: String,
     pub me: &'a str,
-    store: &'a dyn Store,
+    store: &'a dyn Claims,
     clock: &'a dyn Clock,
 }
 
 impl<'a> ClaimHandle<'a> {
     pub fn new(
-        store: &'a dyn Store,
+        store: &'a dyn Claims,
         clock: &'a dyn Clock,
         key: impl Into<String>,
         me: &'a str,

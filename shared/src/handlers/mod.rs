@@ -9,16 +9,32 @@ pub mod status;
 pub mod webhook;
 pub mod ws;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::github::GitHubError;
+use crate::clock::Clock;
+use crate::config::RelayConfig;
+use crate::github::retry::RetryPolicy;
+use crate::github::{GitHub, GitHubError};
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::store::{HistoryEntry, Store};
+use crate::store::{History, HistoryEntry, Store};
 use webhook::Failure;
+
+/// What a route that acts on GitHub works with: the rules' settings and every effect it may
+/// have (the push route and both pull-request routes).
+pub struct Effects {
+    pub config: RelayConfig,
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+    pub github: Arc<dyn GitHub>,
+    pub retry: RetryPolicy,
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Appends to an audit trail on behalf of a delivery.
 pub(crate) async fn record_history(
-    store: &dyn Store,
+    store: &dyn History,
     at: i64,
     stream: &str,
     delivery_id: &str,

@@ -15,27 +15,17 @@ use serde_json::{Value, json};
 use super::claims::{ClaimHandle, Taken};
 use super::webhook::{Endpoint, Failure, Plan, Route, Webhook};
 use crate::answer::Answer;
-use crate::clock::Clock;
-use crate::config::RelayConfig;
+use crate::github::PullRequest;
 use crate::github::payloads::{self, PullRequestEvent, StatusEvent};
-use crate::github::retry::RetryPolicy;
-use crate::github::{GitHub, PullRequest};
-use crate::notify::{Notifier, SmokeyMessage};
+use crate::notify::SmokeyMessage;
 use crate::rules::merge::{self as rules, AfterMergeError, PullCheck};
-use crate::store::{ClaimRecord, ClaimState, Store};
+use crate::store::{ClaimRecord, ClaimState};
 
 /// How long a delivery waits for another one that holds the merge of the same PR.
 const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
 
-/// Everything the two routes share.
-pub struct PullRequests {
-    pub config: RelayConfig,
-    pub store: Arc<dyn Store>,
-    pub notifier: Arc<dyn Notifier>,
-    pub github: Arc<dyn GitHub>,
-    pub retry: RetryPolicy,
-    pub clock: Arc<dyn Clock>,
-}
+/// What the two routes share.
+pub type PullRequests = super::Effects;
 
 impl PullRequests {
     async fn record(

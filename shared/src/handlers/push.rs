@@ -1,31 +1,20 @@
 //! `github-push`: deploy follows master (DESIGN §4, "Push").
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::Effects;
 use super::claims::{self, ClaimHandle};
 use super::webhook::{Failure, Plan, Route};
-use crate::clock::Clock;
-use crate::config::RelayConfig;
-use crate::github::GitHub;
 use crate::github::payloads::{self, PushEvent};
-use crate::github::retry::RetryPolicy;
-use crate::notify::{Notifier, SmokeyMessage};
-use crate::rules::push::{self as rules, PushPlan};
-use crate::store::Store;
+use crate::notify::SmokeyMessage;
+use crate::rules::push::{self as rules, DeployHead, PushPlan};
 
-pub struct PushHook {
-    pub config: RelayConfig,
-    pub store: Arc<dyn Store>,
-    pub notifier: Arc<dyn Notifier>,
-    pub github: Arc<dyn GitHub>,
-    pub retry: RetryPolicy,
-    pub clock: Arc<dyn Clock>,
-}
+/// `POST /github/update_deploy_to_master`: `push` events.
+pub struct PushHook(pub Effects);
 
 /// How long a delivery waits for another one doing the same push's work.
 const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
@@ -48,7 +37,7 @@ impl Route for PushHook {
 
     fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<PushWork>, String> {
         let push: PushEvent = payloads::parse(event, body)?;
-        match rules::plan(&push, &self.config) {
+        match rules::plan(&push, &self.0.config) {
             PushPlan::Ignore(reason) => Ok(Plan::Ignore(reason)),
             plan => Ok(Plan::Act {
                 repository: push.repository.full_name.clone(),
@@ -68,18 +57,23 @@ impl Route for PushHook {
         let (key, what) = match &work.plan {
             PushPlan::MoveDeploy { sha } => (
                 format!("deploy-move/{sha}"),
-                format!("Moving {} to {sha}", self.config.deploy_branch),
+                format!("Moving {} to {sha}", self.0.config.deploy_branch),
             ),
             PushPlan::CheckDeploy { sha } => (
                 format!("deploy-check/{sha}"),
                 format!(
                     "Checking the push of {sha} to {}",
-                    self.config.deploy_branch
+                    self.0.config.deploy_branch
                 ),
             ),
             PushPlan::Ignore(reason) => return Ok(reason.clone()),
         };
-        let claim = ClaimHandle::new(self.store.as_ref(), self.clock.as_ref(), key, delivery_id);
+        let claim = ClaimHandle::new(
+            self.0.store.as_ref(),
+            self.0.clock.as_ref(),
+            key,
+            delivery_id,
+        );
         claims::once(&claim, WAIT_FOR_HOLDER, &what, || async {
             match &work.plan {
                 PushPlan::MoveDeploy { sha } => self.move_deploy(delivery_id, sha, &work).await,
@@ -98,17 +92,19 @@ impl PushHook {
         sha: &str,
         work: &PushWork,
     ) -> Result<String, Failure> {
-        let deploy = &self.config.deploy_branch;
+        let deploy = &self.0.config.deploy_branch;
         let moved = self
+            .0
             .retry
             .run("fast-forward deploy", || {
-                self.github.fast_forward(deploy, sha)
+                self.0.github.fast_forward(deploy, sha)
             })
             .await;
         match moved {
             Ok(()) => {
-                self.store
-                    .mark_deployed(sha, delivery_id, self.clock.now())
+                self.0
+                    .store
+                    .mark_deployed(sha, delivery_id, self.0.clock.now())
                     .await?;
                 self.record(
                     delivery_id,
@@ -120,7 +116,7 @@ impl PushHook {
                     .map_err(|e| Failure::Permanent(format!("push payload unreadable: {e}")))?;
                 let payload = rules::deploy_updated_payload(&whole);
                 let sent = super::say(
-                    self.notifier.as_ref(),
+                    self.0.notifier.as_ref(),
                     SmokeyMessage::DeployUpdated(payload),
                 )
                 .await?;
@@ -149,10 +145,11 @@ impl PushHook {
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
     async fn refused_fast_forward(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
-        let deploy = &self.config.deploy_branch;
+        let deploy = &self.0.config.deploy_branch;
         let compared = self
+            .0
             .retry
-            .run("compare", || self.github.compare(sha, deploy))
+            .run("compare", || self.0.github.compare(sha, deploy))
             .await;
         let comparison = match compared {
             Ok(comparison) => comparison,
@@ -174,46 +171,49 @@ impl PushHook {
             }
         };
         if comparison.head_contains_base() {
-            self.store
-                .mark_deployed(sha, delivery_id, self.clock.now())
+            self.0
+                .store
+                .mark_deployed(sha, delivery_id, self.0.clock.now())
                 .await?;
             self.record(delivery_id, "already-contained", json!({ "to": sha }))
                 .await?;
             return Ok(format!("{deploy} already contains {sha}; nothing to do"));
         }
-        let cause = format!("{deploy} has diverged from {}", self.config.source_branch);
+        let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(delivery_id, "diverged", &cause, sha, &comparison)
             .await
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.
     async fn check_deploy(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
-        if self.store.is_deployed(sha).await? {
+        if self.0.store.is_deployed(sha).await? {
             return Ok(format!(
                 "{} is at {sha}, where the relay moved it",
-                self.config.deploy_branch
+                self.0.config.deploy_branch
             ));
         }
-        let source = &self.config.source_branch;
+        let source = &self.0.config.source_branch;
         let comparison = self
+            .0
             .retry
-            .run("compare", || self.github.compare(source, sha))
+            .run("compare", || self.0.github.compare(source, sha))
             .await
             .map_err(|e| {
                 super::github_failure(format!("could not compare {source} with {sha}"), &e)
             })?;
-        if matches!(comparison.status.as_str(), "identical" | "behind") {
-            self.store
-                .mark_deployed(sha, delivery_id, self.clock.now())
+        if rules::judge_deploy_head(&comparison) == DeployHead::OnSource {
+            self.0
+                .store
+                .mark_deployed(sha, delivery_id, self.0.clock.now())
                 .await?;
             return Ok(format!(
                 "{} is at {sha}, which is on {source}",
-                self.config.deploy_branch
+                self.0.config.deploy_branch
             ));
         }
         let cause = format!(
             "a commit was pushed to {} directly",
-            self.config.deploy_branch
+            self.0.config.deploy_branch
         );
         self.report(delivery_id, "stray-commit", &cause, sha, &comparison)
             .await
@@ -235,12 +235,12 @@ impl PushHook {
         )
         .await?;
         let message = rules::divergence_message(
-            &self.config,
+            &self.0.config,
             cause,
             &comparison.commits,
             comparison.ahead_by,
         );
-        super::say(self.notifier.as_ref(), SmokeyMessage::Chat(message)).await?;
+        super::say(self.0.notifier.as_ref(), SmokeyMessage::Chat(message)).await?;
         Ok(format!(
             "{cause}; reported {} commit(s), nothing forced",
             comparison.ahead_by
@@ -249,8 +249,8 @@ impl PushHook {
 
     async fn record(&self, delivery_id: &str, outcome: &str, detail: Value) -> Result<(), Failure> {
         super::record_history(
-            self.store.as_ref(),
-            self.clock.now(),
+            self.0.store.as_ref(),
+            self.0.clock.now(),
             DEPLOY_HISTORY,
             delivery_id,
             outcome,

@@ -9,14 +9,12 @@ use crate::clock::Clock;
 use crate::config::RelayConfig;
 use crate::github::payloads::{self, StatusEvent};
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::rules::status::{self as rules, StatusDecision};
-use crate::store::{
-    StatusWrite, Store, VERDICT_LEASE_SECONDS, Verdict, VerdictClaim, VerdictRecord,
-};
+use crate::rules::status::{self as rules, StatusDecision, VerdictTurn};
+use crate::store::{Commits, StatusWrite, Verdict, VerdictClaim, VerdictRecord};
 
 pub struct StatusHook {
     pub config: RelayConfig,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Commits>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
 }
@@ -75,24 +73,22 @@ impl StatusHook {
             claimed_at: now,
             notified_at: None,
         };
-        let verdict = match self.store.claim_verdict(&claim).await? {
-            VerdictClaim::Claimed => claim.verdict,
-            VerdictClaim::Taken(existing) if existing.notified_at.is_some() => {
+        let held = match self.store.claim_verdict(&claim).await? {
+            VerdictClaim::Claimed => None,
+            VerdictClaim::Taken(held) => Some(held),
+        };
+        let verdict = match rules::verdict_turn(held, claim) {
+            VerdictTurn::Send(verdict) => verdict,
+            VerdictTurn::SentAlready(held) => {
                 return Ok(format!(
                     "Commit {} was decided already ({}); not sent again",
-                    existing.verdict.sha, existing.verdict.state
+                    held.verdict.sha, held.verdict.state
                 ));
             }
-            VerdictClaim::Taken(existing)
-                if existing.delivery_id == delivery_id
-                    || existing.claimed_at < now - VERDICT_LEASE_SECONDS =>
-            {
-                existing.verdict
-            }
-            VerdictClaim::Taken(existing) => {
+            VerdictTurn::Sending(held) => {
                 return Ok(format!(
                     "Commit {} was decided by delivery {}, which is sending it",
-                    existing.verdict.sha, existing.delivery_id
+                    held.verdict.sha, held.delivery_id
                 ));
             }
         };

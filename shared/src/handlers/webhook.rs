@@ -11,7 +11,7 @@ use crate::answer::Answer;
 use crate::clock::Clock;
 use crate::config::WebhookSecrets;
 use crate::intake;
-use crate::store::{DeliveryEnd, DeliveryStart, Store, StoreError};
+use crate::store::{DeliveryEnd, DeliveryStart, Ledger, StoreError};
 
 /// What a route makes of a verified delivery before anything is written.
 pub enum Plan<W> {
@@ -52,8 +52,8 @@ impl From<StoreError> for Failure {
 pub const ANSWER_BUDGET: Duration = Duration::from_secs(8);
 
 #[async_trait]
-pub trait Route: Send + Sync {
-    type Work: Send;
+pub trait Route: Send + Sync + 'static {
+    type Work: Send + 'static;
     /// The name used in logs and the ledger, e.g. `status_hook`.
     const NAME: &'static str;
     /// `X-GitHub-Event` values this route takes (besides `ping`).
@@ -68,9 +68,10 @@ pub trait Route: Send + Sync {
 
 /// A route with the secrets, ledger and clock it is served with.
 pub struct Webhook<R> {
-    pub route: R,
+    /// Shared with the task that carries out each delivery's work.
+    pub route: Arc<R>,
     secrets: WebhookSecrets,
-    ledger: Arc<dyn Store>,
+    ledger: Arc<dyn Ledger>,
     clock: Arc<dyn Clock>,
     budget: Duration,
 }
@@ -79,11 +80,11 @@ impl<R: Route> Webhook<R> {
     pub fn new(
         route: R,
         secrets: WebhookSecrets,
-        ledger: Arc<dyn Store>,
+        ledger: Arc<dyn Ledger>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            route,
+            route: Arc::new(route),
             secrets,
             ledger,
             clock,
@@ -98,7 +99,8 @@ impl<R: Route> Webhook<R> {
         let answered =
             tokio::time::timeout(self.budget, self.answer(headers, body, &mut trace)).await;
         let answer = answered.unwrap_or_else(|_| {
-            // Cut off anywhere: the ledger entry's lease and the claims let a redelivery
+            // Out of time: an admitted delivery's work goes on in its own task; if the
+            // process ends first, the ledger entry's lease and the claims let a redelivery
             // finish what was started.
             trace.outcome = Outcome::TimedOut;
             Answer::unavailable(format!(
@@ -179,32 +181,54 @@ impl<R: Route> Webhook<R> {
             }
             Ok(DeliveryStart::Fresh | DeliveryStart::Retry) => {}
         }
-        let (end, answer) = match self.route.act(&delivery.id, work).await {
-            Ok(decision) => {
-                trace.outcome = Outcome::Handled;
-                (DeliveryEnd::Handled, Answer::ok(decision))
-            }
-            Err(Failure::Permanent(reason)) => {
-                trace.outcome = Outcome::Unactionable;
-                (DeliveryEnd::Handled, Answer::ok(reason))
-            }
-            Err(Failure::Transient(reason)) => {
-                trace.outcome = Outcome::Failed;
-                let answer = Answer::unavailable(format!("Not handled, redeliver later: {reason}"));
-                (DeliveryEnd::Failed, answer)
-            }
-        };
-        let ended = self
-            .ledger
-            .end_delivery(&delivery.id, end, &answer.reason, self.clock.now())
-            .await;
-        if let Err(e) = ended {
-            // A handled delivery's effects are idempotent, and a failed one's lease lets a
-            // redelivery through later: the answer stands either way.
-            tracing::warn!(delivery = %delivery.id, error = %e, "could not record the delivery's end");
-        }
+        // The work runs as a task of its own: when the answer budget runs out, the answer
+        // is 503 but the work goes on to the end of its current step and records it, so a
+        // budget never cuts a step (a merge, a message) from its record.
+        let work = tokio::spawn(carry_out(
+            Arc::clone(&self.route),
+            Arc::clone(&self.ledger),
+            Arc::clone(&self.clock),
+            delivery.id.clone(),
+            work,
+        ));
+        let (outcome, answer) = work.await.unwrap_or_else(|panicked| {
+            let reason = format!("Not handled, redeliver later: the work failed: {panicked}");
+            (Outcome::Failed, Answer::unavailable(reason))
+        });
+        trace.outcome = outcome;
         answer
     }
+}
+
+/// Carries out one admitted delivery's work and records its end in the ledger.
+async fn carry_out<R: Route>(
+    route: Arc<R>,
+    ledger: Arc<dyn Ledger>,
+    clock: Arc<dyn Clock>,
+    delivery_id: String,
+    work: R::Work,
+) -> (Outcome, Answer) {
+    let (outcome, end, answer) = match route.act(&delivery_id, work).await {
+        Ok(decision) => (Outcome::Handled, DeliveryEnd::Handled, Answer::ok(decision)),
+        Err(Failure::Permanent(reason)) => (
+            Outcome::Unactionable,
+            DeliveryEnd::Handled,
+            Answer::ok(reason),
+        ),
+        Err(Failure::Transient(reason)) => {
+            let answer = Answer::unavailable(format!("Not handled, redeliver later: {reason}"));
+            (Outcome::Failed, DeliveryEnd::Failed, answer)
+        }
+    };
+    let ended = ledger
+        .end_delivery(&delivery_id, end, &answer.reason, clock.now())
+        .await;
+    if let Err(e) = ended {
+        // A handled delivery's effects are idempotent, and a failed one's lease lets a
+        // redelivery through later: the answer stands either way.
+        tracing::warn!(delivery = %delivery_id, error = %e, "could not record the delivery's end");
+    }
+    (outcome, answer)
 }
 
 /// What became of a delivery, as logged.

@@ -187,6 +187,42 @@ impl Sockets {
     }
 }
 
+/// The three routes of the WebSocket API, one function each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketRoute {
+    Connect,
+    Disconnect,
+    Message,
+}
+
+impl Sockets {
+    pub async fn handle(
+        &self,
+        route: SocketRoute,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        match route {
+            SocketRoute::Connect => self.connect(event).await,
+            SocketRoute::Disconnect => self.disconnect(event).await,
+            SocketRoute::Message => self.message(event).await,
+        }
+    }
+}
+
+/// Serves `route` on Lambda until the runtime stops.
+pub async fn run_on_lambda(
+    sockets: Sockets,
+    route: SocketRoute,
+) -> Result<(), lambda_runtime::Error> {
+    let sockets = &sockets;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(sockets.handle(route, event.payload).await)
+        },
+    ))
+    .await
+}
+
 fn frame_text(event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
     let body = event.body.clone().unwrap_or_default();
     if event.is_base64_encoded {

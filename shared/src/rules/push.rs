@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::cable::MAX_FRAME_BYTES;
 use crate::config::RelayConfig;
-use crate::github::api::ComparedCommit;
+use crate::github::api::{ComparedCommit, Comparison};
 use crate::github::payloads::PushEvent;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,24 @@ pub enum PushPlan {
     CheckDeploy {
         sha: String,
     },
+}
+
+/// What a commit pushed to deploy itself is, given GitHub's comparison of the source branch
+/// (base) with it (head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployHead {
+    /// The source branch has it (identical, or the commit is behind): nothing to say.
+    OnSource,
+    /// The commit is not on the source branch: report it, never force.
+    Stray,
+}
+
+/// Judges a push to deploy by `source...head`.
+pub fn judge_deploy_head(comparison: &Comparison) -> DeployHead {
+    match comparison.status.as_str() {
+        "identical" | "behind" => DeployHead::OnSource,
+        _ => DeployHead::Stray,
+    }
 }
 
 /// The git fix for a deploy branch with commits master lacks (DESIGN §4).
@@ -202,5 +220,22 @@ mod tests {
         assert_eq!(trimmed["head_commit"]["message"], "m");
         let small = json!({ "ref": "refs/heads/master", "commits": [] });
         assert_eq!(deploy_updated_payload(&small), small);
+    }
+
+    #[test]
+    fn a_deploy_head_is_stray_unless_the_source_branch_has_it() {
+        let compared = |status: &str| Comparison {
+            status: status.into(),
+            ahead_by: 0,
+            behind_by: 0,
+            commits: Vec::new(),
+        };
+        assert_eq!(
+            judge_deploy_head(&compared("identical")),
+            DeployHead::OnSource
+        );
+        assert_eq!(judge_deploy_head(&compared("behind")), DeployHead::OnSource);
+        assert_eq!(judge_deploy_head(&compared("ahead")), DeployHead::Stray);
+        assert_eq!(judge_deploy_head(&compared("diverged")), DeployHead::Stray);
     }
 }

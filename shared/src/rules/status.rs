@@ -1,7 +1,39 @@
 //! What a CI status means for Smokey (DESIGN §4, "Status").
 
+use crate::domain::{StatusRecord, Verdict, VerdictRecord};
 use crate::github::payloads::StatusEvent;
-use crate::store::{StatusRecord, Verdict};
+
+/// A verdict claimed but not sent for this long may be sent by another delivery.
+pub const VERDICT_LEASE_SECONDS: i64 = 60;
+
+/// Who sends a commit's verdict, once the store has said who claimed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerdictTurn {
+    /// This delivery sends it: it claimed it now or before (a retry), or the claimant has
+    /// not sent it within `VERDICT_LEASE_SECONDS`.
+    Send(Verdict),
+    /// Sent already; nothing to do.
+    SentAlready(VerdictRecord),
+    /// Another delivery claimed it recently and is sending it.
+    Sending(VerdictRecord),
+}
+
+/// Decides the turn for `mine` (this delivery's claim, made at `mine.claimed_at`), given the
+/// claim the store already held, if any.
+pub fn verdict_turn(held: Option<VerdictRecord>, mine: VerdictRecord) -> VerdictTurn {
+    let Some(held) = held else {
+        return VerdictTurn::Send(mine.verdict);
+    };
+    if held.notified_at.is_some() {
+        VerdictTurn::SentAlready(held)
+    } else if held.delivery_id == mine.delivery_id
+        || held.claimed_at < mine.claimed_at - VERDICT_LEASE_SECONDS
+    {
+        VerdictTurn::Send(held.verdict)
+    } else {
+        VerdictTurn::Sending(held)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusDecision {
@@ -246,5 +278,45 @@ mod tests {
             panic!("the failure decides");
         };
         assert_eq!(v.state, "failure");
+    }
+
+    fn claim(delivery: &str, claimed_at: i64, notified_at: Option<i64>) -> VerdictRecord {
+        VerdictRecord {
+            verdict: Verdict {
+                sha: "a".repeat(40),
+                state: "success".into(),
+                ci_url: None,
+                commit_message: "m".into(),
+            },
+            delivery_id: delivery.into(),
+            claimed_at,
+            notified_at,
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_sent_by_its_claimant_or_after_the_lease_by_anyone() {
+        let mine = || claim("d2", 1000, None);
+        assert!(matches!(verdict_turn(None, mine()), VerdictTurn::Send(_)));
+        let sent = claim("d1", 990, Some(995));
+        assert_eq!(
+            verdict_turn(Some(sent.clone()), mine()),
+            VerdictTurn::SentAlready(sent)
+        );
+        let recent = claim("d1", 1000 - VERDICT_LEASE_SECONDS, None);
+        assert_eq!(
+            verdict_turn(Some(recent.clone()), mine()),
+            VerdictTurn::Sending(recent)
+        );
+        let stale = claim("d1", 999 - VERDICT_LEASE_SECONDS, None);
+        assert!(matches!(
+            verdict_turn(Some(stale), mine()),
+            VerdictTurn::Send(_)
+        ));
+        let my_retry = claim("d2", 900, None);
+        assert!(matches!(
+            verdict_turn(Some(my_retry), mine()),
+            VerdictTurn::Send(_)
+        ));
     }
 }

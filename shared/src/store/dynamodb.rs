@@ -120,29 +120,31 @@ impl DynamoStore {
                 .expression_attribute_values(":client", s(client)),
             None => request.update_expression("DELETE subscriptions :identifier"),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(request.send().await)
     }
 
-    async fn query_partition(&self, pk: String, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+    /// Every item of partition `pk` whose sort key is in `keys`, in sort-key order.
+    async fn query(&self, pk: String, keys: SortKeys<'_>) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let output = self
+            let request = self
                 .client
                 .query()
                 .table_name(&self.tables.main)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":prefix", s(sk_prefix))
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
+                .set_exclusive_start_key(start);
+            let request = match &keys {
+                SortKeys::Prefix(prefix) => request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix.to_string())),
+                SortKeys::Between(first, last) => request
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                    .expression_attribute_values(":first", s(first))
+                    .expression_attribute_values(":last", s(last)),
+            };
+            let output = request.send().await.map_err(unavailable)?;
             items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -152,8 +154,15 @@ impl DynamoStore {
     }
 }
 
+/// Which sort keys of a partition a query reads.
+enum SortKeys<'a> {
+    Prefix(&'a str),
+    /// Both ends included.
+    Between(String, String),
+}
+
 #[async_trait]
-impl Store for DynamoStore {
+impl Ledger for DynamoStore {
     async fn begin_delivery(
         &self,
         id: &str,
@@ -234,7 +243,10 @@ impl Store for DynamoStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Commits for DynamoStore {
     async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError> {
         let mut item = item([
             ("pk", s(format!("commit#{}", status.sha))),
@@ -263,15 +275,14 @@ impl Store for DynamoStore {
             .expression_attribute_values(":id", n(status.status_id as i64))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(StatusWrite::Applied),
-            Err(e) if condition_failed(&e) => Ok(StatusWrite::Stale),
-            Err(e) => Err(unavailable(e)),
-        }
+        Ok(match applied(result)? {
+            true => StatusWrite::Applied,
+            false => StatusWrite::Stale,
+        })
     }
 
     async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError> {
-        self.query_partition(format!("commit#{sha}"), "status#")
+        self.query(format!("commit#{sha}"), SortKeys::Prefix("status#"))
             .await?
             .iter()
             .map(|item| {
@@ -360,7 +371,10 @@ impl Store for DynamoStore {
             .await?
             .is_some())
     }
+}
 
+#[async_trait]
+impl History for DynamoStore {
     async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
         let mut suffix = [0u8; 6];
         getrandom::fill(&mut suffix).expect("the operating system has a random source");
@@ -417,7 +431,10 @@ impl Store for DynamoStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl Claims for DynamoStore {
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError> {
         let record = ClaimRecord {
             owner: owner.to_string(),
@@ -457,13 +474,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":state", s(expected.state.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(result)
     }
+}
 
+#[async_trait]
+impl Connections for DynamoStore {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let mut item = item([
             ("connection_id", s(&connection.id)),
@@ -548,7 +564,10 @@ impl Store for DynamoStore {
             }
         }
     }
+}
 
+#[async_trait]
+impl ClientKeys for DynamoStore {
     async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError> {
         let item = item([
             ("pk", s(CLIENT_KEYS_PK)),
@@ -571,7 +590,7 @@ impl Store for DynamoStore {
     }
 
     async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError> {
-        self.query_partition(CLIENT_KEYS_PK.to_string(), "name#")
+        self.query(CLIENT_KEYS_PK.to_string(), SortKeys::Prefix("name#"))
             .await?
             .iter()
             .map(|item| {
@@ -597,7 +616,10 @@ impl Store for DynamoStore {
             .map_err(unavailable)?;
         Ok(output.attributes.is_some_and(|old| !old.is_empty()))
     }
+}
 
+#[async_trait]
+impl Outbox for DynamoStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
         // The counter gives out places atomically; a crash before the entry is written
         // leaves a gap, which readers skip.
@@ -643,42 +665,24 @@ impl Store for DynamoStore {
         not_before: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let range = SortKeys::Between(outbox_sk(after + 1), outbox_sk(u64::MAX));
         let mut entries = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.tables.main)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-                .expression_attribute_values(":pk", s(OUTBOX_PK))
-                .expression_attribute_values(":first", s(outbox_sk(after + 1)))
-                .expression_attribute_values(":last", s(outbox_sk(u64::MAX)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items.unwrap_or_default() {
-                let at = number(&item, "at")?;
-                if at < not_before {
-                    continue;
-                }
-                entries.push(OutboxEntry {
-                    seq: u64::try_from(number(&item, "seq")?)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox seq: {e}")))?,
-                    message: text(&item, "message")?,
-                    at,
-                });
-                if entries.len() == limit {
-                    return Ok(entries);
-                }
+        for item in self.query(OUTBOX_PK.to_string(), range).await? {
+            let at = number(&item, "at")?;
+            if at < not_before {
+                continue;
             }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(entries),
+            entries.push(OutboxEntry {
+                seq: u64::try_from(number(&item, "seq")?)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox seq: {e}")))?,
+                message: text(&item, "message")?,
+                at,
+            });
+            if entries.len() == limit {
+                break;
             }
         }
+        Ok(entries)
     }
 
     async fn outbox_head(&self) -> Result<u64, StoreError> {
@@ -716,12 +720,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":ttl", n(now + ttl::CURSOR))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already at or past `seq`: never moved back.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // False: already at or past `seq`, never moved back.
+        applied(result).map(|_| ())
     }
 
     async fn first_sighting(
@@ -744,11 +744,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":horizon", n(now - horizon))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(result)
     }
 }
 
@@ -871,6 +867,19 @@ fn number(item: &Item, name: &str) -> Result<i64, StoreError> {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
+}
+
+/// Whether a conditional write was made (false: its condition did not hold).
+fn applied<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 fn condition_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {

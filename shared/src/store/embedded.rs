@@ -94,7 +94,7 @@ impl EmbeddedStore {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl Ledger for EmbeddedStore {
     async fn begin_delivery(
         &self,
         id: &str,
@@ -154,7 +154,10 @@ impl Store for EmbeddedStore {
             entry.outcome = Some(outcome.to_string());
         })
     }
+}
 
+#[async_trait]
+impl Commits for EmbeddedStore {
     async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError> {
         self.change(|state| {
             let contexts = state.statuses.entry(status.sha.clone()).or_default();
@@ -212,7 +215,10 @@ impl Store for EmbeddedStore {
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError> {
         self.read(|state| state.deployed.contains_key(sha))
     }
+}
 
+#[async_trait]
+impl History for EmbeddedStore {
     async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
         self.change(|state| {
             state
@@ -233,7 +239,10 @@ impl Store for EmbeddedStore {
             entries
         })
     }
+}
 
+#[async_trait]
+impl Claims for EmbeddedStore {
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError> {
         self.change(|state| match state.claims.get(key) {
             Some(held) => Claim::Held(held.clone()),
@@ -263,7 +272,10 @@ impl Store for EmbeddedStore {
             _ => false,
         })
     }
+}
 
+#[async_trait]
+impl Connections for EmbeddedStore {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         self.change(|state| {
             state
@@ -314,7 +326,10 @@ impl Store for EmbeddedStore {
                 .collect()
         })
     }
+}
 
+#[async_trait]
+impl ClientKeys for EmbeddedStore {
     async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError> {
         self.change(|state| {
             if state.client_keys.contains_key(&key.name) {
@@ -342,7 +357,10 @@ impl Store for EmbeddedStore {
     async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError> {
         self.change(|state| state.client_keys.remove(name).is_some())
     }
+}
 
+#[async_trait]
+impl Outbox for EmbeddedStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
         self.change(|state| {
             state.outbox.retain(|e| e.at + ttl::OUTBOX > now);

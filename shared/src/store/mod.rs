@@ -10,6 +10,11 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::{
+    ClaimRecord, ClaimState, ClientKey, HistoryEntry, OutboxEntry, StatusRecord, Verdict,
+    VerdictRecord, supersedes,
+};
+
 /// How long each kind of item is kept, in seconds. DynamoDB deletes expired items lazily,
 /// so every read filters on `expires_at` as well.
 pub mod ttl {
@@ -35,9 +40,6 @@ pub mod ttl {
 /// handled again. Every delivery is answered within `handlers::webhook::ANSWER_BUDGET` (8 s),
 /// far below it.
 pub const DELIVERY_LEASE_SECONDS: i64 = 30;
-
-/// A verdict claimed but not sent for this long may be sent by another delivery.
-pub const VERDICT_LEASE_SECONDS: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,46 +71,11 @@ pub enum DeliveryEnd {
     Failed,
 }
 
-/// One commit status as last reported for a (sha, context).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusRecord {
-    pub sha: String,
-    pub context: String,
-    pub state: String,
-    pub target_url: Option<String>,
-    pub description: Option<String>,
-    pub sender: Option<String>,
-    /// GitHub's `updated_at`, Unix seconds.
-    pub updated_at: i64,
-    /// GitHub's status id; breaks ties between updates within the same second.
-    pub status_id: u64,
-    pub delivery_id: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusWrite {
     Applied,
     /// A newer update for the same (sha, context) is already stored; nothing changed.
     Stale,
-}
-
-/// What CI says about a commit, as sent to Smokey.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub sha: String,
-    /// `success`, `failure` or `error`.
-    pub state: String,
-    pub ci_url: Option<String>,
-    pub commit_message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerdictRecord {
-    pub verdict: Verdict,
-    /// The delivery that decided it and is responsible for sending it.
-    pub delivery_id: String,
-    pub claimed_at: i64,
-    pub notified_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,100 +112,15 @@ impl Connection {
     }
 }
 
-/// A client key as stored: only its hash (see `keys`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientKey {
-    pub name: String,
-    pub key_hash: String,
-    pub created_at: i64,
-}
-
-/// A frame's message as it went out to Smokey, with its place in the order of all of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    /// 1, 2, 3, ... in the order the messages were broadcast (gaps are possible).
-    pub seq: u64,
-    /// The JSON text of the frame's `message`, exactly as sent.
-    pub message: String,
-    pub at: i64,
-}
-
-/// One line of an audit trail: what happened, when, and because of which delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub at: i64,
-    pub delivery_id: String,
-    pub outcome: String,
-    pub detail: serde_json::Value,
-}
-
-/// Who holds a once-only claim, how far they got, and since when (the lease).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimRecord {
-    pub owner: String,
-    /// When the holder last moved it on; `0` when released for anyone to take over.
-    pub claimed_at: i64,
-    pub state: ClaimState,
-}
-
-/// The steps of a once-only piece of work, in the order they are done. Stored as the
-/// lowercase names below (the names version one wrote, so its items read back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClaimState {
-    /// Taken; the work itself (a merge, a message) is not known to be done.
-    Claimed,
-    /// The pull request is merged; the announcement is not known to be sent.
-    Merged,
-    /// Merged and announced; the head branch is not known to be deleted.
-    Announced,
-    /// Everything is done.
-    BranchDeleted,
-    /// The work is done (for claims with a single step).
-    Done,
-    /// Decided against for good (head moved, not mergeable): nothing more to do.
-    Refused,
-    /// Someone else merged it: nothing to announce or delete.
-    MergedElsewhere,
-    /// Version one's mark of a failed merge attempt: read as `Claimed`, free to take over.
-    Failed,
-}
-
-impl ClaimState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Claimed => "claimed",
-            Self::Merged => "merged",
-            Self::Announced => "announced",
-            Self::BranchDeleted => "branch-deleted",
-            Self::Done => "done",
-            Self::Refused => "refused",
-            Self::MergedElsewhere => "merged-elsewhere",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
-    }
-
-    /// Whether nothing is left to do.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::BranchDeleted | Self::Done | Self::Refused | Self::MergedElsewhere
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     Won,
     Held(ClaimRecord),
 }
 
+/// The delivery ledger: each GitHub delivery handled once.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Ledger: Send + Sync {
     /// Marks a delivery as in progress unless it was handled or is being handled.
     async fn begin_delivery(
         &self,
@@ -246,6 +128,7 @@ pub trait Store: Send + Sync {
         route: &str,
         now: i64,
     ) -> Result<DeliveryStart, StoreError>;
+
     async fn end_delivery(
         &self,
         id: &str,
@@ -253,27 +136,45 @@ pub trait Store: Send + Sync {
         outcome: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+}
 
+/// What is known of each commit: its statuses, its verdict, whether the relay deployed it.
+#[async_trait]
+pub trait Commits: Send + Sync {
     /// Stores a status unless a newer one for the same (sha, context) is there.
     async fn record_status(&self, status: &StatusRecord) -> Result<StatusWrite, StoreError>;
+
     /// The latest status of every context of a commit.
     async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError>;
+
     /// Records the verdict for a commit if it has none (a conditional write).
     async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
+
     async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError>;
 
     /// Notes that the relay itself moved the deploy branch to `sha`.
     async fn mark_deployed(&self, sha: &str, delivery_id: &str, now: i64)
     -> Result<(), StoreError>;
-    async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
 
+    async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
+}
+
+/// The audit trails (deploy history, pull request histories).
+#[async_trait]
+pub trait History: Send + Sync {
     /// Appends to an audit trail (`deploy`, `pull/<n>`, ...).
     async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError>;
+
     /// The newest `limit` entries of a trail, newest first.
     async fn history(&self, stream: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+}
 
+/// Once-only claims on work that concurrent deliveries share.
+#[async_trait]
+pub trait Claims: Send + Sync {
     /// Takes `key` for `owner` unless someone holds it (a conditional write), with state `claimed`.
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError>;
+
     /// Replaces the claim on `key` with `new` only if it is still exactly `expected` (a
     /// conditional write); false when someone else changed it first.
     async fn swap_claim(
@@ -282,27 +183,47 @@ pub trait Store: Send + Sync {
         expected: &ClaimRecord,
         new: &ClaimRecord,
     ) -> Result<bool, StoreError>;
+}
 
+/// The WebSocket connections and their subscriptions.
+#[async_trait]
+pub trait Connections: Send + Sync {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
+
     /// Adds a subscription made with the key of `client`; false when the connection is
     /// unknown.
     async fn subscribe(&self, id: &str, identifier: &str, client: &str)
     -> Result<bool, StoreError>;
+
     /// Removes a subscription; false when the connection is unknown.
     async fn unsubscribe(&self, id: &str, identifier: &str) -> Result<bool, StoreError>;
+
     /// Every connection that has not expired.
     async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError>;
+}
 
+/// The client keys Smokeys subscribe with (hashes only).
+#[async_trait]
+pub trait ClientKeys: Send + Sync {
     /// Adds a key; false when a key of that name exists.
     async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError>;
+
     async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError>;
+
     async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError>;
+
     /// Removes a key by name; false when there was none.
     async fn revoke_client_key(&self, name: &str) -> Result<bool, StoreError>;
+}
 
+/// The messages sent to Smokeys in order, each key's cursor, and bridged frames' fingerprints.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Adds a message to the outbox and returns its place in the order.
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError>;
+
     /// The outbox after place `after`, in order, leaving out what was sent before
     /// `not_before`; at most `limit` entries.
     async fn outbox_after(
@@ -311,11 +232,14 @@ pub trait Store: Send + Sync {
         not_before: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+
     /// The last place given out; 0 before the first message.
     async fn outbox_head(&self) -> Result<u64, StoreError>;
+
     /// The place of the last message a connection of `client` got; `None` for a key that
     /// never subscribed (or not for `ttl::CURSOR`).
     async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError>;
+
     /// Moves `client`'s cursor to `seq`, never back.
     async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
 
@@ -329,8 +253,8 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// Whether `new` may replace `old` for the same (sha, context): it is not older. An equal
-/// one replaces, so that recording the same status twice is harmless.
-pub fn supersedes(new: &StatusRecord, old: &StatusRecord) -> bool {
-    (new.updated_at, new.status_id) >= (old.updated_at, old.status_id)
-}
+/// Every capability at once: what a store implements, and what the composition root
+/// hands out (each route then uses the parts it needs).
+pub trait Store: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox {}
+
+impl<T: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox> Store for T {}

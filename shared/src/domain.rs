@@ -1,0 +1,132 @@
+//! The relay's own vocabulary: what it knows about commits, verdicts, once-only work,
+//! client keys and the messages it sent. Pure data; `store/` keeps it, `rules/` reasons
+//! about it.
+
+use serde::{Deserialize, Serialize};
+
+/// One commit status as last reported for a (sha, context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub sha: String,
+    pub context: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+    pub sender: Option<String>,
+    /// GitHub's `updated_at`, Unix seconds.
+    pub updated_at: i64,
+    /// GitHub's status id; breaks ties between updates within the same second.
+    pub status_id: u64,
+    pub delivery_id: String,
+}
+
+/// What CI says about a commit, as sent to Smokey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub sha: String,
+    /// `success`, `failure` or `error`.
+    pub state: String,
+    pub ci_url: Option<String>,
+    pub commit_message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub verdict: Verdict,
+    /// The delivery that decided it and is responsible for sending it.
+    pub delivery_id: String,
+    pub claimed_at: i64,
+    pub notified_at: Option<i64>,
+}
+
+/// A client key as stored: only its hash (see `keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub name: String,
+    pub key_hash: String,
+    pub created_at: i64,
+}
+
+/// A frame's message as it went out to Smokey, with its place in the order of all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// 1, 2, 3, ... in the order the messages were broadcast (gaps are possible).
+    pub seq: u64,
+    /// The JSON text of the frame's `message`, exactly as sent.
+    pub message: String,
+    pub at: i64,
+}
+
+/// One line of an audit trail: what happened, when, and because of which delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub delivery_id: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+/// Who holds a once-only claim, how far they got, and since when (the lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub owner: String,
+    /// When the holder last moved it on; `0` when released for anyone to take over.
+    pub claimed_at: i64,
+    pub state: ClaimState,
+}
+
+/// The steps of a once-only piece of work, in the order they are done. Stored as the
+/// lowercase names below (the names version one wrote, so its items read back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimState {
+    /// Taken; the work itself (a merge, a message) is not known to be done.
+    Claimed,
+    /// The pull request is merged; the announcement is not known to be sent.
+    Merged,
+    /// Merged and announced; the head branch is not known to be deleted.
+    Announced,
+    /// Everything is done.
+    BranchDeleted,
+    /// The work is done (for claims with a single step).
+    Done,
+    /// Decided against for good (head moved, not mergeable): nothing more to do.
+    Refused,
+    /// Someone else merged it: nothing to announce or delete.
+    MergedElsewhere,
+    /// Version one's mark of a failed merge attempt: read as `Claimed`, free to take over.
+    Failed,
+}
+
+impl ClaimState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Merged => "merged",
+            Self::Announced => "announced",
+            Self::BranchDeleted => "branch-deleted",
+            Self::Done => "done",
+            Self::Refused => "refused",
+            Self::MergedElsewhere => "merged-elsewhere",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
+
+    /// Whether nothing is left to do.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::BranchDeleted | Self::Done | Self::Refused | Self::MergedElsewhere
+        )
+    }
+}
+
+/// Whether `new` may replace `old` for the same (sha, context): it is not older. An equal
+/// one replaces, so that recording the same status twice is harmless.
+pub fn supersedes(new: &StatusRecord, old: &StatusRecord) -> bool {
+    (new.updated_at, new.status_id) >= (old.updated_at, old.status_id)
+}
