@@ -111,7 +111,7 @@ impl Harness {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.outcome)
+            .map(|e| e.outcome.as_str().to_string())
             .collect()
     }
 }
@@ -161,7 +161,7 @@ async fn nothing_is_merged_without_every_condition(backend: Backend) {
         assert!(answer.reason.contains("not merging"), "{what}: {answer:?}");
         assert!(h.merges().await.is_empty(), "{what}");
         let audit = h.store.history(&pull_stream(1234), 5).await.unwrap();
-        assert_eq!(audit[0].outcome, "not-merged", "{what}");
+        assert_eq!(audit[0].outcome.as_str(), "not-merged", "{what}");
         assert_eq!(
             audit[0].detail["reason"],
             json!(answer.reason),

@@ -110,7 +110,7 @@ impl Harness {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.outcome)
+            .map(|e| e.outcome.as_str().to_string())
             .collect()
     }
 
@@ -218,7 +218,7 @@ async fn a_diverged_deploy_is_reported_never_forced(backend: Backend) {
         )
     );
     let history = h.store.history(DEPLOY_HISTORY, 5).await.unwrap();
-    assert_eq!(history[0].outcome, "diverged");
+    assert_eq!(history[0].outcome.as_str(), "diverged");
     assert_eq!(history[0].detail["extra_commits"][0], extra[0].0);
 }
 

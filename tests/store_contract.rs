@@ -295,7 +295,7 @@ async fn history_is_kept_newest_first(backend: Backend) {
         let entry = HistoryEntry {
             at,
             delivery_id: format!("d{at}"),
-            outcome: outcome.into(),
+            outcome: HistoryOutcome::parse(outcome),
             detail: serde_json::json!({ "sha": "abc", "commits": ["x", "y"] }),
         };
         store.append_history("deploy", &entry).await.unwrap();
@@ -310,7 +310,7 @@ async fn history_is_kept_newest_first(backend: Backend) {
         let entry = HistoryEntry {
             at: NOW + 5,
             delivery_id: "d".into(),
-            outcome: outcome.into(),
+            outcome: HistoryOutcome::parse(outcome),
             detail: serde_json::Value::Null,
         };
         store.append_history("same-second", &entry).await.unwrap();
@@ -320,7 +320,7 @@ async fn history_is_kept_newest_first(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.outcome)
+        .map(|e| e.outcome.as_str().to_string())
         .collect();
     assert_eq!(order, ["third", "second", "first"]);
 }
@@ -404,6 +404,45 @@ async fn claims_written_by_version_one_read_back_on_dynamodb() {
         assert_eq!(held.state.as_str(), state);
         assert_eq!(held.owner, "v1-delivery");
     }
+}
+
+#[tokio::test]
+async fn history_written_by_version_one_reads_back_typed_on_dynamodb() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let store = integration_tests::moto_store().await;
+    let client = integration_tests::dynamodb_client(&integration_tests::dynamodb_endpoint());
+    for (i, outcome) in ["stray-commit", "branch-not-deleted", "synchronize"]
+        .iter()
+        .enumerate()
+    {
+        client
+            .put_item()
+            .table_name(&store.tables().main)
+            .item("pk", S("history#pull/7".into()))
+            .item("sk", S(format!("{:012}#{:016}#{i}", NOW + i as i64, 0)))
+            .item("at", N((NOW + i as i64).to_string()))
+            .item("delivery_id", S(format!("v1-{i}")))
+            .item("outcome", S((*outcome).into()))
+            .item("detail", S("{}".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let read: Vec<HistoryOutcome> = store
+        .history("pull/7", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        read,
+        [
+            HistoryOutcome::Event("synchronize".into()),
+            HistoryOutcome::BranchNotDeleted,
+            HistoryOutcome::StrayCommit,
+        ]
+    );
 }
 
 /// The embedded store's file as version one wrote it loads, claims included.

@@ -60,10 +60,75 @@ pub struct OutboxEntry {
 /// One line of an audit trail: what happened, when, and because of which delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// When, in Unix seconds.
     pub at: i64,
+    /// The delivery (or claim holder) that did it.
     pub delivery_id: String,
-    pub outcome: String,
+    /// What happened.
+    pub outcome: HistoryOutcome,
+    /// The particulars: shas, reasons, branch names.
     pub detail: serde_json::Value,
+}
+
+/// What a history entry records. Stored as the kebab-case names below, as version one
+/// wrote them; a pull request's trail also records GitHub's event actions by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HistoryOutcome {
+    /// Deploy was moved to the pushed commit.
+    Moved,
+    /// Moving deploy failed for a reason a redelivery may not fix.
+    Failed,
+    /// GitHub does not know the pushed commit.
+    UnknownCommit,
+    /// Deploy already had the commit.
+    AlreadyContained,
+    /// Deploy has commits the source branch lacks; reported.
+    Diverged,
+    /// A commit was pushed to deploy directly; reported.
+    StrayCommit,
+    /// The pull request was merged (by the relay, or found merged after a lost answer).
+    Merged,
+    /// The pull request was not merged; the detail says why.
+    NotMerged,
+    /// The pull request's head moved after the approval.
+    HeadMoved,
+    /// GitHub refused the merge.
+    Refused,
+    /// The merged pull request's branch was deleted (or was gone already).
+    BranchDeleted,
+    /// Deleting the branch failed.
+    BranchNotDeleted,
+    /// A `pull_request` event, by GitHub's action (`opened`, `closed`, ...).
+    #[serde(untagged)]
+    Event(String),
+}
+
+impl HistoryOutcome {
+    /// The stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Moved => "moved",
+            Self::Failed => "failed",
+            Self::UnknownCommit => "unknown-commit",
+            Self::AlreadyContained => "already-contained",
+            Self::Diverged => "diverged",
+            Self::StrayCommit => "stray-commit",
+            Self::Merged => "merged",
+            Self::NotMerged => "not-merged",
+            Self::HeadMoved => "head-moved",
+            Self::Refused => "refused",
+            Self::BranchDeleted => "branch-deleted",
+            Self::BranchNotDeleted => "branch-not-deleted",
+            Self::Event(action) => action,
+        }
+    }
+
+    /// Reads a stored name back; any name not listed is a GitHub event action.
+    pub fn parse(name: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(name.to_string()))
+            .unwrap_or_else(|_| Self::Event(name.to_string()))
+    }
 }
 
 /// Who holds a once-only claim, how far they got, and since when (the lease).
@@ -129,4 +194,35 @@ impl ClaimState {
 /// one replaces, so that recording the same status twice is harmless.
 pub fn supersedes(new: &StatusRecord, old: &StatusRecord) -> bool {
     (new.updated_at, new.status_id) >= (old.updated_at, old.status_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_outcomes_keep_their_stored_names() {
+        for outcome in [
+            HistoryOutcome::Moved,
+            HistoryOutcome::UnknownCommit,
+            HistoryOutcome::BranchNotDeleted,
+            HistoryOutcome::Event("opened".into()),
+        ] {
+            let stored = serde_json::to_value(&outcome).unwrap();
+            assert_eq!(stored, serde_json::Value::String(outcome.as_str().into()));
+            assert_eq!(HistoryOutcome::parse(outcome.as_str()), outcome);
+            assert_eq!(
+                serde_json::from_value::<HistoryOutcome>(stored).unwrap(),
+                outcome
+            );
+        }
+        assert_eq!(
+            HistoryOutcome::parse("stray-commit"),
+            HistoryOutcome::StrayCommit
+        );
+        assert_eq!(
+            HistoryOutcome::parse("synchronize"),
+            HistoryOutcome::Event("synchronize".into())
+        );
+    }
 }

@@ -16,27 +16,34 @@ pub struct PullRequest {
     /// Missing from list responses; `GET` of one pull request has it.
     #[serde(default)]
     pub merged: bool,
-    pub user: Option<Login>,
-    pub head: Branch,
-    pub base: Branch,
+    pub user: Option<Account>,
+    pub head: PullBranch,
+    pub base: PullBranch,
 }
 
+/// A GitHub user or bot, by login (a PR's author, a webhook's sender).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Login {
+pub struct Account {
+    /// e.g. `SmokeDetector`, `pullapprove[bot]`.
     pub login: String,
 }
 
+/// A pull request's head or base: a branch, its commit, and the repository it is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Branch {
+pub struct PullBranch {
+    /// The branch name (GitHub's `ref`, without `refs/heads/`).
     #[serde(rename = "ref")]
     pub name: String,
+    /// The commit the branch pointed at.
     pub sha: String,
     /// `null` when the fork it came from was deleted.
-    pub repo: Option<RepoName>,
+    pub repo: Option<Repository>,
 }
 
+/// A repository, by `owner/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepoName {
+pub struct Repository {
+    /// `owner/name`, e.g. `Charcoal-SE/SmokeDetector`.
     pub full_name: String,
 }
 

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::github::api::{Account, Repository};
+
 /// Deserializes `null` as the type's default (GitHub sends `null` for empty lists too).
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -12,16 +14,6 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Repository {
-    pub full_name: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Account {
-    pub login: String,
 }
 
 /// A `status` event: a commit status was created or updated.
@@ -48,8 +40,10 @@ pub struct StatusEvent {
     pub sender: Option<Account>,
 }
 
+/// A branch whose head contains a status's commit, by name.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Branch {
+    /// e.g. `deploy`.
     pub name: String,
 }
 

@@ -18,7 +18,7 @@ use crate::config::RelayConfig;
 use crate::github::retry::RetryPolicy;
 use crate::github::{GitHub, GitHubError};
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::store::{History, HistoryEntry, Store};
+use crate::store::{History, HistoryEntry, HistoryOutcome, Store};
 use webhook::Failure;
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
@@ -38,13 +38,13 @@ pub(crate) async fn record_history(
     at: i64,
     stream: &str,
     delivery_id: &str,
-    outcome: &str,
+    outcome: HistoryOutcome,
     detail: Value,
 ) -> Result<(), Failure> {
     let entry = HistoryEntry {
         at,
         delivery_id: delivery_id.to_string(),
-        outcome: outcome.to_string(),
+        outcome,
         detail,
     };
     Ok(store.append_history(stream, &entry).await?)

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::claims::{ClaimHandle, Taken};
 use super::webhook::{Endpoint, Failure, Plan, Route, Webhook};
 use crate::answer::Answer;
+use crate::domain::HistoryOutcome;
 use crate::github::PullRequest;
 use crate::github::payloads::{self, PullRequestEvent, StatusEvent};
 use crate::notify::SmokeyMessage;
@@ -32,7 +33,7 @@ impl PullRequests {
         &self,
         stream: &str,
         delivery_id: &str,
-        outcome: &str,
+        outcome: HistoryOutcome,
         detail: Value,
     ) -> Result<(), Failure> {
         super::record_history(
@@ -98,7 +99,7 @@ impl Route for PullRequestHook {
         prs.record(
             &pull_stream(event.number),
             delivery_id,
-            &event.action,
+            HistoryOutcome::Event(event.action.clone()),
             detail,
         )
         .await?;
@@ -151,30 +152,45 @@ impl Route for PrMerge {
                     "sender": status.sender_login(), "reason": reason })
         };
         if let Err(reason) = rules::screen_approval(&status, &prs.config) {
-            prs.record(&approval_stream, delivery_id, "not-merged", detail(&reason))
-                .await?;
+            prs.record(
+                &approval_stream,
+                delivery_id,
+                HistoryOutcome::NotMerged,
+                detail(&reason),
+            )
+            .await?;
             return Ok(reason);
         }
         let found = match self.find_pull(&status).await {
             Ok(found) => found,
             Err(Failure::Permanent(reason)) => {
-                prs.record(&approval_stream, delivery_id, "not-merged", detail(&reason))
-                    .await?;
+                prs.record(
+                    &approval_stream,
+                    delivery_id,
+                    HistoryOutcome::NotMerged,
+                    detail(&reason),
+                )
+                .await?;
                 return Ok(reason);
             }
             Err(transient) => return Err(transient),
         };
         let Some(pr) = found else {
             let reason = format!("No open pull request has head {}; not merging", status.sha);
-            prs.record(&approval_stream, delivery_id, "not-merged", detail(&reason))
-                .await?;
+            prs.record(
+                &approval_stream,
+                delivery_id,
+                HistoryOutcome::NotMerged,
+                detail(&reason),
+            )
+            .await?;
             return Ok(reason);
         };
         if let PullCheck::Refuse(reason) = rules::check_pull(&pr, &status.sha, &prs.config) {
             prs.record(
                 &pull_stream(pr.number),
                 delivery_id,
-                "not-merged",
+                HistoryOutcome::NotMerged,
                 detail(&reason),
             )
             .await?;
@@ -238,11 +254,19 @@ struct Merging<'a> {
     sha: &'a str,
 }
 
+/// What the first step of a merge leads to.
+enum Step {
+    /// On to this state.
+    Next(ClaimState),
+    /// Done: the claim's final state, and the answer.
+    End(ClaimState, String),
+}
+
 /// How the merge request itself ended.
 enum MergeEnd {
     Merged(String),
     Refused {
-        outcome: &'static str,
+        outcome: HistoryOutcome,
         reason: String,
     },
 }
@@ -287,75 +311,19 @@ impl Merging<'_> {
         pr: &PullRequest,
         fresh_claim: bool,
     ) -> Result<String, Failure> {
-        let prs = self.prs;
-        let me = self.claim.me;
-        let stream = pull_stream(pr.number);
         loop {
             let next = match held.state {
                 ClaimState::Claimed | ClaimState::Failed => {
-                    match rules::check_pull(pr, self.sha, &prs.config) {
-                        PullCheck::AlreadyMerged if fresh_claim => {
-                            // Nobody of ours had tried: someone merged it by hand.
-                            self.advance(held, ClaimState::MergedElsewhere).await?;
-                            return Ok(format!("#{} is merged already; nothing to do", pr.number));
+                    match self.merge_step(pr, fresh_claim).await? {
+                        Step::Next(state) => state,
+                        Step::End(state, answer) => {
+                            self.advance(held, state).await?;
+                            return Ok(answer);
                         }
-                        PullCheck::AlreadyMerged => {
-                            // An earlier holder's merge went through before it could say so.
-                            prs.record(
-                                &stream,
-                                me,
-                                "merged",
-                                json!({ "merge_sha": null, "found_merged": true }),
-                            )
-                            .await?;
-                            ClaimState::Merged
-                        }
-                        PullCheck::Refuse(reason) => {
-                            prs.record(
-                                &stream,
-                                me,
-                                "not-merged",
-                                json!({ "sha": self.sha, "reason": reason }),
-                            )
-                            .await?;
-                            self.advance(held, ClaimState::Refused).await?;
-                            return Ok(reason);
-                        }
-                        PullCheck::Merge => match self.merge(pr).await? {
-                            MergeEnd::Merged(merge_sha) => {
-                                prs.record(
-                                    &stream,
-                                    me,
-                                    "merged",
-                                    json!({ "merge_sha": merge_sha, "branch": pr.head.name }),
-                                )
-                                .await?;
-                                ClaimState::Merged
-                            }
-                            MergeEnd::Refused { outcome, reason } => {
-                                prs.record(
-                                    &stream,
-                                    me,
-                                    outcome,
-                                    json!({ "sha": self.sha, "reason": reason }),
-                                )
-                                .await?;
-                                // Said before the claim is final: a failed message is
-                                // said again by the redelivery, which asks GitHub again.
-                                let answer = if outcome == "refused" {
-                                    prs.say(rules::not_merged_message(pr, &reason)).await?;
-                                    format!("GitHub would not merge #{}: {reason}", pr.number)
-                                } else {
-                                    reason
-                                };
-                                self.advance(held, ClaimState::Refused).await?;
-                                return Ok(answer);
-                            }
-                        },
                     }
                 }
                 ClaimState::Merged => {
-                    prs.say(rules::merged_message(pr)).await?;
+                    self.prs.say(rules::merged_message(pr)).await?;
                     ClaimState::Announced
                 }
                 ClaimState::Announced => {
@@ -371,6 +339,52 @@ impl Merging<'_> {
                     pr.number, pr.head.name
                 ));
             }
+        }
+    }
+
+    /// The first step: merge, or find it merged, or decide against it (recorded, and said
+    /// when GitHub refused).
+    async fn merge_step(&self, pr: &PullRequest, fresh_claim: bool) -> Result<Step, Failure> {
+        let prs = self.prs;
+        let stream = pull_stream(pr.number);
+        let record = |outcome, detail| prs.record(&stream, self.claim.me, outcome, detail);
+        match rules::check_pull(pr, self.sha, &prs.config) {
+            PullCheck::AlreadyMerged if fresh_claim => {
+                // Nobody of ours had tried: someone merged it by hand.
+                let answer = format!("#{} is merged already; nothing to do", pr.number);
+                Ok(Step::End(ClaimState::MergedElsewhere, answer))
+            }
+            PullCheck::AlreadyMerged => {
+                // An earlier holder's merge went through before it could say so.
+                let detail = json!({ "merge_sha": null, "found_merged": true });
+                record(HistoryOutcome::Merged, detail).await?;
+                Ok(Step::Next(ClaimState::Merged))
+            }
+            PullCheck::Refuse(reason) => {
+                let detail = json!({ "sha": self.sha, "reason": reason });
+                record(HistoryOutcome::NotMerged, detail).await?;
+                Ok(Step::End(ClaimState::Refused, reason))
+            }
+            PullCheck::Merge => match self.merge(pr).await? {
+                MergeEnd::Merged(merge_sha) => {
+                    let detail = json!({ "merge_sha": merge_sha, "branch": pr.head.name });
+                    record(HistoryOutcome::Merged, detail).await?;
+                    Ok(Step::Next(ClaimState::Merged))
+                }
+                MergeEnd::Refused { outcome, reason } => {
+                    let refused = outcome == HistoryOutcome::Refused;
+                    let detail = json!({ "sha": self.sha, "reason": reason });
+                    record(outcome, detail).await?;
+                    if !refused {
+                        return Ok(Step::End(ClaimState::Refused, reason));
+                    }
+                    // Said before the claim is final: a failed message is said again by
+                    // the redelivery, which asks GitHub again.
+                    prs.say(rules::not_merged_message(pr, &reason)).await?;
+                    let answer = format!("GitHub would not merge #{}: {reason}", pr.number);
+                    Ok(Step::End(ClaimState::Refused, answer))
+                }
+            },
         }
     }
 
@@ -401,7 +415,7 @@ impl Merging<'_> {
             match rules::after_merge_error(&error, tries, server_errors) {
                 AfterMergeError::HeadMoved => {
                     return Ok(MergeEnd::Refused {
-                        outcome: "head-moved",
+                        outcome: HistoryOutcome::HeadMoved,
                         reason: format!("#{} head moved since the approval; not merged", pr.number),
                     });
                 }
@@ -411,7 +425,7 @@ impl Merging<'_> {
                 }
                 AfterMergeError::Refused(reason) => {
                     return Ok(MergeEnd::Refused {
-                        outcome: "refused",
+                        outcome: HistoryOutcome::Refused,
                         reason,
                     });
                 }
@@ -423,7 +437,7 @@ impl Merging<'_> {
                         }
                         PullCheck::Refuse(reason) => {
                             return Ok(MergeEnd::Refused {
-                                outcome: "not-merged",
+                                outcome: HistoryOutcome::NotMerged,
                                 reason,
                             });
                         }
@@ -458,7 +472,7 @@ impl Merging<'_> {
                 prs.record(
                     &stream,
                     self.claim.me,
-                    "branch-deleted",
+                    HistoryOutcome::BranchDeleted,
                     json!({ "branch": pr.head.name }),
                 )
                 .await
@@ -470,7 +484,7 @@ impl Merging<'_> {
                 prs.record(
                     &stream,
                     self.claim.me,
-                    "branch-deleted",
+                    HistoryOutcome::BranchDeleted,
                     json!({ "branch": pr.head.name, "already_gone": true }),
                 )
                 .await
@@ -479,7 +493,7 @@ impl Merging<'_> {
                 prs.record(
                     &stream,
                     self.claim.me,
-                    "branch-not-deleted",
+                    HistoryOutcome::BranchNotDeleted,
                     json!({ "branch": pr.head.name, "error": e.to_string() }),
                 )
                 .await?;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::Effects;
 use super::claims::{self, ClaimHandle};
 use super::webhook::{Failure, Plan, Route};
+use crate::domain::HistoryOutcome;
 use crate::github::payloads::{self, PushEvent};
 use crate::notify::SmokeyMessage;
 use crate::rules::push::{self as rules, DeployHead, PushPlan};
@@ -108,7 +109,7 @@ impl PushHook {
                     .await?;
                 self.record(
                     delivery_id,
-                    "moved",
+                    HistoryOutcome::Moved,
                     json!({ "from_push": work.push.before, "to": sha }),
                 )
                 .await?;
@@ -130,7 +131,7 @@ impl PushHook {
             Err(e) => {
                 self.record(
                     delivery_id,
-                    "failed",
+                    HistoryOutcome::Failed,
                     json!({ "to": sha, "error": e.to_string() }),
                 )
                 .await?;
@@ -162,7 +163,7 @@ impl PushHook {
                     // GitHub does not know the commit: no redelivery changes that.
                     self.record(
                         delivery_id,
-                        "unknown-commit",
+                        HistoryOutcome::UnknownCommit,
                         json!({ "to": sha, "reason": reason }),
                     )
                     .await?;
@@ -175,13 +176,23 @@ impl PushHook {
                 .store
                 .mark_deployed(sha, delivery_id, self.0.clock.now())
                 .await?;
-            self.record(delivery_id, "already-contained", json!({ "to": sha }))
-                .await?;
+            self.record(
+                delivery_id,
+                HistoryOutcome::AlreadyContained,
+                json!({ "to": sha }),
+            )
+            .await?;
             return Ok(format!("{deploy} already contains {sha}; nothing to do"));
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
-        self.report(delivery_id, "diverged", &cause, sha, &comparison)
-            .await
+        self.report(
+            delivery_id,
+            HistoryOutcome::Diverged,
+            &cause,
+            sha,
+            &comparison,
+        )
+        .await
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.
@@ -215,14 +226,20 @@ impl PushHook {
             "a commit was pushed to {} directly",
             self.0.config.deploy_branch
         );
-        self.report(delivery_id, "stray-commit", &cause, sha, &comparison)
-            .await
+        self.report(
+            delivery_id,
+            HistoryOutcome::StrayCommit,
+            &cause,
+            sha,
+            &comparison,
+        )
+        .await
     }
 
     async fn report(
         &self,
         delivery_id: &str,
-        outcome: &str,
+        outcome: HistoryOutcome,
         cause: &str,
         sha: &str,
         comparison: &crate::github::Comparison,
@@ -247,7 +264,12 @@ impl PushHook {
         ))
     }
 
-    async fn record(&self, delivery_id: &str, outcome: &str, detail: Value) -> Result<(), Failure> {
+    async fn record(
+        &self,
+        delivery_id: &str,
+        outcome: HistoryOutcome,
+        detail: Value,
+    ) -> Result<(), Failure> {
         super::record_history(
             self.0.store.as_ref(),
             self.0.clock.now(),

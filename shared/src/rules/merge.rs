@@ -183,7 +183,7 @@ pub fn not_merged_message(pr: &PullRequest, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::api::{Branch, Login, RepoName};
+    use crate::github::api::{Account, PullBranch, Repository};
 
     fn bot_pr() -> PullRequest {
         PullRequest {
@@ -192,20 +192,20 @@ mod tests {
             title: "Codertocat: Blacklist example\\.com".into(),
             html_url: "https://github.com/Charcoal-SE/SmokeDetector/pull/1234".into(),
             merged: false,
-            user: Some(Login {
+            user: Some(Account {
                 login: "SmokeDetector".into(),
             }),
-            head: Branch {
+            head: PullBranch {
                 name: "auto-blacklist-1700000000".into(),
                 sha: "a".repeat(40),
-                repo: Some(RepoName {
+                repo: Some(Repository {
                     full_name: "Charcoal-SE/SmokeDetector".into(),
                 }),
             },
-            base: Branch {
+            base: PullBranch {
                 name: "master".into(),
                 sha: "b".repeat(40),
-                repo: Some(RepoName {
+                repo: Some(Repository {
                     full_name: "Charcoal-SE/SmokeDetector".into(),
                 }),
             },
@@ -247,7 +247,7 @@ mod tests {
         let refused =
             |pr: PullRequest| matches!(check_pull(&pr, &sha, &config), PullCheck::Refuse(_));
         assert!(refused(PullRequest {
-            user: Some(Login {
+            user: Some(Account {
                 login: "a-human".into()
             }),
             ..bot_pr()
@@ -263,7 +263,7 @@ mod tests {
         moved.head.sha = "c".repeat(40);
         assert!(refused(moved));
         let mut fork = bot_pr();
-        fork.head.repo = Some(RepoName {
+        fork.head.repo = Some(Repository {
             full_name: "mallory/SmokeDetector".into(),
         });
         assert!(refused(fork));

@@ -394,7 +394,7 @@ impl History for DynamoStore {
             )
             .item("at", n(entry.at))
             .item("delivery_id", s(&entry.delivery_id))
-            .item("outcome", s(&entry.outcome))
+            .item("outcome", s(entry.outcome.as_str()))
             .item("detail", s(entry.detail.to_string()))
             .item(TTL_ATTRIBUTE, n(entry.at + ttl::HISTORY))
             .send()
@@ -424,7 +424,7 @@ impl History for DynamoStore {
                 Ok(HistoryEntry {
                     at: number(item, "at")?,
                     delivery_id: text(item, "delivery_id")?,
-                    outcome: text(item, "outcome")?,
+                    outcome: HistoryOutcome::parse(&text(item, "outcome")?),
                     detail: serde_json::from_str(&text(item, "detail")?)
                         .map_err(|e| StoreError::Corrupt(format!("history detail: {e}")))?,
                 })
