@@ -9,8 +9,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use build_relay::cable::MAX_FRAME_BYTES;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::gateway::App;
 use crate::peers::{Outbox, Outgoing, new_connection_id};
@@ -56,10 +58,36 @@ fn event(
     event
 }
 
+/// Sends what is queued for one client, in order, until the queue ends or a close frame
+/// went out; then closes the socket.
+async fn write_queued(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: UnboundedReceiver<Outgoing>,
+    outbox: Outbox,
+) {
+    while let Some(outgoing) = queue.recv().await {
+        let bytes = outgoing.bytes();
+        let frame = match outgoing {
+            Outgoing::Text(text) => Message::Text(text.into()),
+            Outgoing::Close { code, reason } => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        };
+        let closing = matches!(frame, Message::Close(_));
+        let sent = sink.send(frame).await;
+        outbox.sent(bytes);
+        if sent.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
 async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: Option<String>) {
     let id = new_connection_id();
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut rx) = Outbox::new();
+    let (outbox, rx) = Outbox::new();
     app.peers.add(&id, outbox.clone(), source, user_agent);
 
     let connected = app
@@ -72,26 +100,7 @@ async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: O
         return;
     }
 
-    let writer_outbox = outbox.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(outgoing) = rx.recv().await {
-            let bytes = outgoing.bytes();
-            let frame = match outgoing {
-                Outgoing::Text(text) => Message::Text(text.into()),
-                Outgoing::Close { code, reason } => Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })),
-            };
-            let closing = matches!(frame, Message::Close(_));
-            let sent = sink.send(frame).await;
-            writer_outbox.sent(bytes);
-            if sent.is_err() || closing {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let writer = tokio::spawn(write_queued(sink, rx, outbox.clone()));
 
     loop {
         let frame = tokio::select! {

@@ -95,16 +95,14 @@ pub struct Gateway;
 
 impl Gateway {
     pub async fn start(options: GatewayOptions) -> Result<Running, StartError> {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: options.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let bind_error = |source| StartError::Bind {
             addr: options.listen,
             source,
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let store = options.store;
         install_client_keys(store.as_ref(), &options.client_keys).await?;
 
@@ -133,28 +131,8 @@ impl Gateway {
             pulls: relay.pull_request_routes(options.github),
         });
 
-        let router = Router::new()
-            .route("/", get(index))
-            .route("/github/status_hook", post(webhook))
-            .route("/github/update_deploy_to_master", post(webhook))
-            .route("/github/pull_request_hook", post(webhook))
-            .route("/github/pr_merge", post(webhook))
-            .route("/cable", get(cable_socket::upgrade))
-            .route(
-                "/@connections/{id}",
-                post(management::post)
-                    .get(management::describe)
-                    .delete(management::close),
-            )
-            .fallback(not_found)
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 64 * 1024))
-            .layer(axum::middleware::from_fn(|request, next| {
-                server::refuse_oversized(MAX_BODY_BYTES, request, next)
-            }))
-            .with_state(Arc::clone(&app));
-
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, router, async move {
+        let server = tokio::spawn(server::serve(listener, router(&app), async move {
             let _ = stopped.await;
         }));
         let bridge = options.bridge.map(|config| {
@@ -184,6 +162,30 @@ impl Gateway {
             bridge,
         })
     }
+}
+
+/// Every route of the gateway: API Gateway's (webhooks, the WebSocket, @connections) and
+/// an index.
+fn router(app: &Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/github/status_hook", post(webhook))
+        .route("/github/update_deploy_to_master", post(webhook))
+        .route("/github/pull_request_hook", post(webhook))
+        .route("/github/pr_merge", post(webhook))
+        .route("/cable", get(cable_socket::upgrade))
+        .route(
+            "/@connections/{id}",
+            post(management::post)
+                .get(management::describe)
+                .delete(management::close),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 64 * 1024))
+        .layer(axum::middleware::from_fn(|request, next| {
+            server::refuse_oversized(MAX_BODY_BYTES, request, next)
+        }))
+        .with_state(Arc::clone(app))
 }
 
 impl Running {

@@ -155,31 +155,8 @@ impl<R: Route> Webhook<R> {
             Ok(Plan::Act { repository, work }) => (repository, work),
         };
         trace.repository = Some(repository);
-        let now = self.clock.now();
-        match self.ledger.begin_delivery(&delivery.id, R::NAME, now).await {
-            Err(e) => {
-                trace.outcome = Outcome::Failed;
-                return Answer::unavailable(format!(
-                    "Delivery ledger unavailable; redeliver later: {e}"
-                ));
-            }
-            Ok(DeliveryStart::AlreadyHandled { outcome }) => {
-                trace.outcome = Outcome::Duplicate;
-                return Answer::ok(format!(
-                    "Delivery {} was handled already: {outcome}",
-                    delivery.id
-                ));
-            }
-            Ok(DeliveryStart::InFlight) => {
-                // Not carried out here: a 2xx would tell GitHub it was, and if the other
-                // invocation crashed the effect would be lost.
-                trace.outcome = Outcome::InFlight;
-                return Answer::unavailable(format!(
-                    "Delivery {} is being handled by another invocation; redeliver later",
-                    delivery.id
-                ));
-            }
-            Ok(DeliveryStart::Fresh | DeliveryStart::Retry) => {}
+        if let Some(refusal) = self.admit(&delivery.id, trace).await {
+            return refusal;
         }
         // The work runs as a task of its own: when the answer budget runs out, the answer
         // is 503 but the work goes on to the end of its current step and records it, so a
@@ -197,6 +174,40 @@ impl<R: Route> Webhook<R> {
         });
         trace.outcome = outcome;
         answer
+    }
+
+    /// Asks the ledger whether this delivery may be carried out here; `Some` is the answer
+    /// when it may not.
+    async fn admit(&self, id: &str, trace: &mut Trace) -> Option<Answer> {
+        match self
+            .ledger
+            .begin_delivery(id, R::NAME, self.clock.now())
+            .await
+        {
+            Err(e) => {
+                trace.outcome = Outcome::Failed;
+                Some(Answer::unavailable(format!(
+                    "Delivery ledger unavailable; redeliver later: {e}"
+                )))
+            }
+            Ok(DeliveryStart::AlreadyHandled { outcome }) => {
+                trace.outcome = Outcome::Duplicate;
+                Some(Answer::ok(format!(
+                    "Delivery {} was handled already: {outcome}",
+                    id
+                )))
+            }
+            Ok(DeliveryStart::InFlight) => {
+                // Not carried out here: a 2xx would tell GitHub it was, and if the other
+                // invocation crashed the effect would be lost.
+                trace.outcome = Outcome::InFlight;
+                Some(Answer::unavailable(format!(
+                    "Delivery {} is being handled by another invocation; redeliver later",
+                    id
+                )))
+            }
+            Ok(DeliveryStart::Fresh | DeliveryStart::Retry) => None,
+        }
     }
 }
 

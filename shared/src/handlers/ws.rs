@@ -121,6 +121,20 @@ impl Sockets {
         }
     }
 
+    /// Every frame to this identifier would pass 32 KB: refused before it can block
+    /// anything. The refusal echoes the identifier, so it goes out only if it fits a frame.
+    async fn refuse_oversized(&self, id: &str, identifier: &str) -> String {
+        let reply = cable::reject_subscription(identifier);
+        if reply.len() <= cable::MAX_FRAME_BYTES {
+            let _ = self.api().post(id, &reply).await;
+        }
+        format!(
+            "rejected: identifier of {} bytes is over {}",
+            identifier.len(),
+            cable::MAX_IDENTIFIER_BYTES
+        )
+    }
+
     async fn subscribe(
         &self,
         id: &str,
@@ -129,17 +143,7 @@ impl Sockets {
         key: Option<&str>,
     ) -> Result<String, String> {
         if !cable::identifier_fits(identifier) {
-            // Every frame to it would pass 32 KB: refused before it can block anything. The
-            // refusal echoes the identifier, so it goes out only if it fits a frame.
-            let reply = cable::reject_subscription(identifier);
-            if reply.len() <= cable::MAX_FRAME_BYTES {
-                let _ = self.api().post(id, &reply).await;
-            }
-            return Ok(format!(
-                "rejected: identifier of {} bytes is over {}",
-                identifier.len(),
-                cable::MAX_IDENTIFIER_BYTES
-            ));
+            return Ok(self.refuse_oversized(id, identifier).await);
         }
         let client = match (channel, key) {
             (Some(cable::CHANNEL), Some(key)) => keys::identify(self.store(), key)
