@@ -2,25 +2,32 @@
 
 use http::StatusCode;
 
+/// An HTTP answer to a webhook delivery: its status and the one-line reason in its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
+    /// 200, 400, 401, 413, 415 or 503.
     pub status: StatusCode,
+    /// What happened, for GitHub's delivery page and the log.
     pub reason: String,
 }
 
 impl Answer {
+    /// An answer with any status.
     pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
             status,
             reason: reason.into(),
         }
     }
+    /// 200: done, or nothing to do.
     pub fn ok(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::OK, reason)
     }
+    /// 400: the payload cannot be used; a redelivery would not help.
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason)
     }
+    /// 503: not done; a redelivery may do better.
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, reason)
     }
@@ -30,6 +37,7 @@ impl Answer {
         format!("{}\n", self.reason)
     }
 
+    /// The answer as an HTTP response, reason as plain text.
     pub fn into_http(self) -> http::Response<String> {
         http::Response::builder()
             .status(self.status)

@@ -34,6 +34,7 @@ pub struct Timings {
     pub silence: Duration,
     /// The wait before the first reconnect; doubled after each failed attempt.
     pub first_retry: Duration,
+    /// The longest wait between attempts.
     pub max_retry: Duration,
     /// A frame seen again within this many seconds is the same frame seen by two runs.
     pub dedupe_horizon: i64,
@@ -53,9 +54,13 @@ impl Default for Timings {
 /// What metasmoke said in one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
+    /// `{"type":"welcome"}` on connect.
     Welcome,
+    /// `{"type":"ping"}`, every 3 s.
     Ping,
+    /// The subscription was confirmed.
     Confirmed,
+    /// The subscription was rejected (a wrong key).
     Rejected,
     /// A broadcast; its `message` as the JSON text metasmoke sent.
     Broadcast(String),
@@ -108,11 +113,13 @@ pub struct BridgeReport {
     pub connects: usize,
     /// Connection attempts that failed (refused, TLS, HTTP error, timeout).
     pub failed_connects: usize,
+    /// Subscriptions metasmoke rejected.
     pub rejected: usize,
     /// Sockets that closed or failed under us.
     pub dropped: usize,
     /// Sockets given up for `Timings::silence` without a frame.
     pub silent: usize,
+    /// Broadcasts sent on to the Smokeys.
     pub forwarded: usize,
     /// Broadcasts of a key in `METASMOKE_BRIDGE_SKIP`.
     pub skipped: usize,
@@ -133,8 +140,11 @@ enum End {
     Deadline,
 }
 
+/// One upstream subscription to metasmoke's channel, and where its frames go.
 pub struct Bridge {
+    /// Where to subscribe, with which key, and what not to forward.
     pub config: BridgeConfig,
+    /// How patient to be.
     pub timings: Timings,
     /// Forwards frames (through the outbox) and keeps their fingerprints in its store.
     pub broadcaster: Broadcaster,

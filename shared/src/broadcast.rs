@@ -24,16 +24,19 @@ use crate::store::{Connection, Store, StoreError};
 /// second at API Gateway's usual latency.
 pub const FANOUT_CONCURRENCY: usize = 32;
 
+/// Why a post to one connection failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostError {
     /// 410: the connection is closed or unknown.
     Gone,
+    /// Anything else: throttled, unreachable, a 5xx.
     Failed(String),
 }
 
 /// The part of the API Gateway Management API the relay uses.
 #[async_trait]
 pub trait ConnectionsApi: Send + Sync {
+    /// Sends one frame to one connection.
     async fn post(&self, connection_id: &str, frame: &str) -> Result<(), PostError>;
 }
 
@@ -113,6 +116,7 @@ pub struct Broadcaster {
 /// How one round of posts went.
 #[derive(Debug, Default)]
 pub struct Round {
+    /// What the posts came to.
     pub reach: Reach,
     /// Connections that answered 410, whose rows are still to be deleted (`forget`).
     pub gone: Vec<String>,
@@ -131,18 +135,22 @@ pub struct Replay {
 }
 
 impl Broadcaster {
+    /// Broadcasts to the connections in `store` through `api`, timed by `clock`.
     pub fn new(store: Arc<dyn Store>, api: Arc<dyn ConnectionsApi>, clock: Arc<dyn Clock>) -> Self {
         Self { store, api, clock }
     }
 
+    /// The @connections API it posts through.
     pub fn api(&self) -> &Arc<dyn ConnectionsApi> {
         &self.api
     }
 
+    /// The store with the connections, the outbox and the cursors.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// The clock that times outbox entries and replay windows.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The one channel Smokey subscribes to.
 pub const CHANNEL: &str = "SmokeDetectorChannel";
 /// API Gateway closes a connection on a frame over 32 KB; nothing we send may exceed it and
 /// nothing larger from a client is read.
@@ -22,11 +23,16 @@ pub fn identifier_fits(identifier: &str) -> bool {
 pub enum Command {
     /// `identifier` is the raw JSON string; `channel` and `key` are read from it.
     Subscribe {
+        /// The identifier as sent: a JSON string, echoed in every frame to the subscription.
         identifier: String,
+        /// The identifier's `channel`.
         channel: Option<String>,
+        /// The identifier's `key`: the client key.
         key: Option<String>,
     },
+    /// Leave a subscription (Smokey never sends it).
     Unsubscribe {
+        /// The identifier as sent.
         identifier: String,
     },
     /// Anything else; the reason is for the log.
@@ -45,6 +51,7 @@ struct RawIdentifier {
     key: Option<String>,
 }
 
+/// Reads a client's frame; anything but a well-formed subscribe or unsubscribe is ignored.
 pub fn parse_command(frame: &str) -> Command {
     if frame.len() > MAX_FRAME_BYTES {
         return Command::Ignored(format!("frame of {} bytes is over the limit", frame.len()));
@@ -77,10 +84,12 @@ struct Reply<'a> {
     kind: &'a str,
 }
 
+/// `{"identifier":...,"type":"confirm_subscription"}`
 pub fn confirm_subscription(identifier: &str) -> String {
     reply(identifier, "confirm_subscription")
 }
 
+/// `{"identifier":...,"type":"reject_subscription"}`
 pub fn reject_subscription(identifier: &str) -> String {
     reply(identifier, "reject_subscription")
 }

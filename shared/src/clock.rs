@@ -31,6 +31,7 @@ pub fn system() -> Arc<dyn Clock> {
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
+    /// A clock stopped at `now` (Unix seconds).
     pub fn at(now: i64) -> Self {
         Self(AtomicI64::new(now))
     }

@@ -6,13 +6,22 @@ use std::time::Duration;
 /// A setting that is missing or unusable. Its `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A required setting is not set.
     #[error("configuration: {name} is not set ({what})")]
     Missing {
+        /// The variable's name.
         name: &'static str,
+        /// What it is for.
         what: &'static str,
     },
+    /// A setting is set to something unusable.
     #[error("configuration: {name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 /// Where settings come from: the process environment in production, a map in tests.
@@ -46,9 +55,11 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
+    /// The value itself, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -65,9 +76,13 @@ impl fmt::Debug for Secret {
 pub struct RelayConfig {
     /// `owner/name` of the repository acted on.
     pub repository: String,
+    /// `SOURCE_BRANCH`: the branch deploy follows (default `master`).
     pub source_branch: String,
+    /// `DEPLOY_BRANCH`: the branch Smokeys pull (default `deploy`).
     pub deploy_branch: String,
+    /// `BOT_LOGIN`: the author of pull requests that merge themselves (default `SmokeDetector`).
     pub bot_login: String,
+    /// `APPROVAL_CONTEXT`: the status context that approves a pull request.
     pub approval_context: String,
     /// Logins allowed to post the approval status; empty allows anyone.
     pub approval_senders: Vec<String>,
@@ -90,6 +105,7 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
+    /// Reads the settings, each from its variable or its default.
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let repository = env.get("GITHUB_REPOSITORY").unwrap_or(defaults.repository);
@@ -138,11 +154,14 @@ fn list(value: Option<String>) -> Vec<String> {
 /// The webhook secret and, during a rotation, the one it replaces.
 #[derive(Debug, Clone)]
 pub struct WebhookSecrets {
+    /// `WEBHOOK_SECRET`: what GitHub signs with.
     pub current: Secret,
+    /// `WEBHOOK_SECRET_PREVIOUS`: still accepted while a rotation is under way.
     pub previous: Option<Secret>,
 }
 
 impl WebhookSecrets {
+    /// Every accepted secret, current first.
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         std::iter::once(&self.current).chain(self.previous.iter())
     }
@@ -151,11 +170,14 @@ impl WebhookSecrets {
 /// The DynamoDB tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
+    /// `TABLE_NAME`: the main table.
     pub main: String,
+    /// `CONNECTIONS_TABLE`: the WebSocket connections.
     pub connections: String,
 }
 
 impl Tables {
+    /// Reads both table names; both are required.
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
             main: required(

@@ -7,43 +7,60 @@ use serde::{Deserialize, Serialize};
 /// One commit status as last reported for a (sha, context).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRecord {
+    /// The commit.
     pub sha: String,
+    /// The CI context, e.g. `ci/circleci`.
     pub context: String,
+    /// `pending`, `success`, `failure` or `error`.
     pub state: String,
+    /// CI's link for the run.
     pub target_url: Option<String>,
+    /// CI's one-line description.
     pub description: Option<String>,
+    /// Who posted the status.
     pub sender: Option<String>,
     /// GitHub's `updated_at`, Unix seconds.
     pub updated_at: i64,
     /// GitHub's status id; breaks ties between updates within the same second.
     pub status_id: u64,
+    /// The delivery that brought it.
     pub delivery_id: String,
 }
 
 /// What CI says about a commit, as sent to Smokey.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// The commit.
     pub sha: String,
     /// `success`, `failure` or `error`.
     pub state: String,
+    /// CI's link for the deciding run.
     pub ci_url: Option<String>,
+    /// The commit's message (Smokey pulls only when it asks to).
     pub commit_message: String,
 }
 
+/// A commit's verdict as stored: who decided it and whether it was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictRecord {
+    /// The verdict itself.
     pub verdict: Verdict,
     /// The delivery that decided it and is responsible for sending it.
     pub delivery_id: String,
+    /// When it was claimed (the lease starts then).
     pub claimed_at: i64,
+    /// When it was sent, once it was.
     pub notified_at: Option<i64>,
 }
 
 /// A client key as stored: only its hash (see `keys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientKey {
+    /// The name the key was registered under (one per Smokey).
     pub name: String,
+    /// SHA-256 of the key, hex.
     pub key_hash: String,
+    /// When it was registered.
     pub created_at: i64,
 }
 
@@ -54,6 +71,7 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// The JSON text of the frame's `message`, exactly as sent.
     pub message: String,
+    /// When it was sent, in Unix seconds.
     pub at: i64,
 }
 
@@ -134,9 +152,11 @@ impl HistoryOutcome {
 /// Who holds a once-only claim, how far they got, and since when (the lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRecord {
+    /// The delivery holding it.
     pub owner: String,
     /// When the holder last moved it on; `0` when released for anyone to take over.
     pub claimed_at: i64,
+    /// How far the work got.
     pub state: ClaimState,
 }
 
@@ -164,6 +184,7 @@ pub enum ClaimState {
 }
 
 impl ClaimState {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Claimed => "claimed",
@@ -177,6 +198,7 @@ impl ClaimState {
         }
     }
 
+    /// Reads a stored name; `None` for a name no version wrote.
     pub fn parse(text: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
     }

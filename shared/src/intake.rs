@@ -12,8 +12,11 @@ use crate::config::WebhookSecrets;
 /// limit is 6 MB; a 2,048-commit push stays well under this.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
+/// `X-Hub-Signature-256`: `sha256=` and the body's HMAC.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// `X-GitHub-Event`: the event's name.
 pub const EVENT_HEADER: &str = "x-github-event";
+/// `X-GitHub-Delivery`: the delivery's id, the same on a redelivery.
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
 /// A delivery whose signature checked out.
@@ -23,6 +26,7 @@ pub struct Delivery {
     pub event: String,
     /// `X-GitHub-Delivery`, the idempotency key.
     pub id: String,
+    /// The body as received (signed bytes, decoded from a form if need be).
     pub body: Vec<u8>,
 }
 

@@ -12,18 +12,24 @@ pub fn generate() -> String {
     hex::encode(bytes)
 }
 
+/// SHA-256 of a key, hex: what is stored.
 pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Why a key was not added.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The name is taken.
     #[error("a client key named {0:?} exists already; revoke it first or pick another name")]
     NameTaken(String),
+    /// The name has characters a name may not.
     #[error("a key name is 1 to 64 letters, digits, '-', '_' or '.', got {0:?}")]
     BadName(String),
+    /// The key is too short to be a secret.
     #[error("a client key is at least 16 characters")]
     TooShort,
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,4 +1,5 @@
 //! build-relay: SmokeDetector's build infrastructure as AWS Lambda functions.
+#![warn(missing_docs)]
 //!
 //! Everything the function binaries and the local gateway have in common lives here.
 //!
@@ -10,7 +11,11 @@
 //! - [`handlers`]: one per function, and the pipeline they share ([`handlers::webhook`]):
 //!   plan without effects, the delivery ledger, the effects, the answer.
 //! - [`rules`]: the decisions, as pure functions returning enums.
-//! - [`store`]: the storage interface and its DynamoDB and embedded implementations.
+//! - [`domain`]: the relay's own vocabulary (verdicts, statuses, claims, history outcomes),
+//!   pure data that `rules` reason about and `store` keeps.
+//! - [`store`]: storage sized by capability (`Ledger`, `Commits`, `History`, `Claims`,
+//!   `Connections`, `ClientKeys`, `Outbox`; `Store` is all of them) and its DynamoDB and
+//!   embedded implementations.
 //! - [`github`]: the GitHub interface, octocrab behind it, payload types, retries.
 //! - [`cable`], [`notify`], [`broadcast`]: frames for Smokey, the outbox that replays what a
 //!   reconnecting key missed, and the fan-out.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::store::{StoreError, Verdict};
 
+/// A message for every subscribed Smokey.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SmokeyMessage {
     /// CI's verdict on a deploy commit.
@@ -77,20 +78,28 @@ pub struct Reach {
     pub failed: usize,
 }
 
+/// Why a message did not reach the Smokeys.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// The store failed (the connections or the outbox).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The frame would pass 32 KB for every subscriber.
     #[error("frame of {0} bytes is over the 32 KB WebSocket limit")]
     TooLarge(usize),
+    /// Posts failed.
     #[error("{failed} of {attempted} frames could not be sent (last error: {last_error})")]
     Incomplete {
+        /// Posts that failed.
         failed: usize,
+        /// Posts tried.
         attempted: usize,
+        /// The last failure, for the log.
         last_error: String,
     },
 }
 
+/// Says something to every subscribed Smokey.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Sends the message to every subscribed client. An error means some client may not
@@ -105,6 +114,7 @@ pub struct RecordingNotifier {
 }
 
 impl RecordingNotifier {
+    /// What it was given, in order.
     pub fn messages(&self) -> Vec<SmokeyMessage> {
         self.messages.lock().expect("not poisoned").clone()
     }

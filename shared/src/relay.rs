@@ -22,11 +22,17 @@ use crate::store::Store;
 /// The parts every webhook route is made of.
 #[derive(Clone)]
 pub struct Relay {
+    /// The rules' settings.
     pub config: RelayConfig,
+    /// What webhook deliveries are signed with.
     pub secrets: WebhookSecrets,
+    /// Everything kept.
     pub store: Arc<dyn Store>,
+    /// What Smokeys are told.
     pub notifier: Arc<dyn Notifier>,
+    /// Leases and records are timed by it.
     pub clock: Arc<dyn Clock>,
+    /// How safe GitHub calls are retried.
     pub retry: RetryPolicy,
 }
 

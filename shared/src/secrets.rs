@@ -13,6 +13,7 @@ pub struct SecretReader<'a> {
 }
 
 impl<'a> SecretReader<'a> {
+    /// Reads `env`, and Secrets Manager through `sdk` when asked for an ARN.
     pub fn new(env: &'a dyn Source, sdk: &'a aws_config::SdkConfig) -> Self {
         Self {
             env,
@@ -55,6 +56,7 @@ impl<'a> SecretReader<'a> {
         Ok(Some(Secret::new(value.trim().to_string())))
     }
 
+    /// Like `optional`, but a missing value is an error naming `value_var`.
     pub async fn required(
         &self,
         value_var: &'static str,

@@ -26,6 +26,7 @@ use crate::secrets::{self, SecretReader};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 
+/// The AWS SDK's configuration from the environment, with `aws_timeouts`.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(aws_timeouts())
@@ -105,11 +106,13 @@ async fn relay(sdk: &aws_config::SdkConfig) -> Result<Relay, ConfigError> {
     })
 }
 
+/// `github-status`'s route.
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
     let sdk = sdk_config().await;
     Ok(relay(&sdk).await?.status_hook())
 }
 
+/// `github-push`'s route.
 pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
     let sdk = sdk_config().await;
     let relay = relay(&sdk).await?;
@@ -117,6 +120,7 @@ pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
     Ok(relay.push_hook(github))
 }
 
+/// `github-pull-request`'s two routes.
 pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
     let sdk = sdk_config().await;
     let relay = relay(&sdk).await?;
@@ -124,6 +128,7 @@ pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
     Ok(relay.pull_request_routes(github))
 }
 
+/// The WebSocket routes' handlers.
 pub async fn sockets() -> Result<Sockets, ConfigError> {
     let sdk = sdk_config().await;
     Ok(Sockets {
@@ -132,6 +137,7 @@ pub async fn sockets() -> Result<Sockets, ConfigError> {
     })
 }
 
+/// `ws-keepalive`'s scheduled run: the pings and, when configured, the bridge.
 pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let interval = config::ping_interval(&ProcessEnv)?;
     let window = config::keepalive_window(&ProcessEnv)?;

@@ -9,15 +9,22 @@ use serde::{Deserialize, Serialize};
 /// A pull request as `GET /repos/{owner}/{repo}/pulls/{n}` returns it (the fields we read).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequest {
+    /// The pull request's number.
     pub number: u64,
+    /// `open` or `closed`.
     pub state: String,
+    /// Its title.
     pub title: String,
+    /// Its page on GitHub.
     pub html_url: String,
     /// Missing from list responses; `GET` of one pull request has it.
     #[serde(default)]
     pub merged: bool,
+    /// Who opened it.
     pub user: Option<Account>,
+    /// The branch to merge.
     pub head: PullBranch,
+    /// The branch to merge into.
     pub base: PullBranch,
 }
 
@@ -48,6 +55,7 @@ pub struct Repository {
 }
 
 impl PullRequest {
+    /// The login of who opened it.
     pub fn author(&self) -> Option<&str> {
         self.user.as_ref().map(|u| u.login.as_str())
     }
@@ -58,21 +66,28 @@ impl PullRequest {
 pub struct Comparison {
     /// `identical`, `ahead` (head has commits base lacks), `behind` or `diverged`.
     pub status: String,
+    /// Commits head has that base lacks.
     pub ahead_by: u64,
+    /// Commits base has that head lacks.
     pub behind_by: u64,
     /// The commits on head that base lacks (GitHub lists at most 250).
     #[serde(default)]
     pub commits: Vec<ComparedCommit>,
 }
 
+/// A commit of a comparison.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ComparedCommit {
+    /// Its sha.
     pub sha: String,
+    /// Its git data.
     pub commit: CommitText,
 }
 
+/// A commit's git data (the part the relay reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CommitText {
+    /// The full commit message.
     pub message: String,
 }
 
@@ -96,6 +111,7 @@ pub struct GitHubError {
 }
 
 impl GitHubError {
+    /// Whether GitHub answered `status`.
     pub fn is(&self, status: StatusCode) -> bool {
         self.status == Some(status)
     }
@@ -119,6 +135,7 @@ impl GitHubError {
 /// What a merge answered when it succeeded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Merged {
+    /// The merge commit.
     pub sha: String,
 }
 
@@ -129,11 +146,14 @@ pub trait GitHub: Send + Sync {
     /// Moves `refs/heads/{branch}` to `sha` with `force: false`: GitHub answers 422 unless
     /// it is a fast-forward.
     async fn fast_forward(&self, branch: &str, sha: &str) -> Result<(), GitHubError>;
+    /// `GET /repos/{repo}/compare/{base}...{head}`.
     async fn compare(&self, base: &str, head: &str) -> Result<Comparison, GitHubError>;
+    /// `GET /repos/{repo}/pulls/{number}`.
     async fn pull_request(&self, number: u64) -> Result<PullRequest, GitHubError>;
     /// The pull requests that contain the commit.
     async fn pull_requests_with_commit(&self, sha: &str) -> Result<Vec<PullRequest>, GitHubError>;
     /// Merges with method `merge`, the given title, and `sha` as the required head.
     async fn merge(&self, number: u64, title: &str, sha: &str) -> Result<Merged, GitHubError>;
+    /// `DELETE /repos/{repo}/git/refs/heads/{branch}`.
     async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError>;
 }

@@ -10,26 +10,37 @@ use super::api::*;
 /// A write the relay would have made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
+    /// `PATCH` of a branch to a commit, fast-forward only.
     FastForward {
+        /// The branch moved.
         branch: String,
+        /// Where to.
         sha: String,
     },
+    /// `PUT` merge of a pull request.
     Merge {
+        /// The pull request.
         number: u64,
+        /// The merge commit's title.
         title: String,
+        /// The head commit the merge is pinned to.
         sha: String,
     },
+    /// `DELETE` of a branch.
     DeleteBranch {
+        /// The branch.
         branch: String,
     },
 }
 
+/// GitHub that reads for real and only notes its writes (`relay-local` without a token).
 pub struct DryRun {
     reads: Arc<dyn GitHub>,
     writes: Mutex<Vec<Write>>,
 }
 
 impl DryRun {
+    /// Reads through `reads`; writes nothing.
     pub fn new(reads: Arc<dyn GitHub>) -> Self {
         Self {
             reads,
@@ -37,6 +48,7 @@ impl DryRun {
         }
     }
 
+    /// The writes it would have made, in order.
     pub fn writes(&self) -> Vec<Write> {
         self.writes.lock().expect("not poisoned").clone()
     }

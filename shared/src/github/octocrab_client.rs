@@ -19,14 +19,20 @@ use crate::config::{ConfigError, Secret};
 /// How the relay authenticates to GitHub.
 #[derive(Debug, Clone)]
 pub enum Credentials {
+    /// A token: personal, fine-grained or an installation's.
     Token(Secret),
+    /// A GitHub App, acting as one of its installations.
     App {
+        /// The App's id.
         app_id: u64,
+        /// The App's private key (PEM).
         private_key: Secret,
+        /// The installation on the repository's owner.
         installation_id: u64,
     },
 }
 
+/// `GitHub` through octocrab, for one repository.
 pub struct OctocrabGitHub {
     base_uri: http::Uri,
     auth: Auth,

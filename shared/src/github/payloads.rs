@@ -22,20 +22,28 @@ pub struct StatusEvent {
     /// The status id; GitHub hands them out in increasing order.
     #[serde(default)]
     pub id: u64,
+    /// The commit.
     pub sha: String,
     /// `pending`, `success`, `failure` or `error`.
     pub state: String,
+    /// The CI context, e.g. `ci/circleci`.
     pub context: String,
+    /// CI's one-line description.
     #[serde(default)]
     pub description: Option<String>,
+    /// CI's link for the run.
     #[serde(default)]
     pub target_url: Option<String>,
     /// Branches whose head contains the commit (GitHub lists up to ten).
     #[serde(default, deserialize_with = "null_as_default")]
     pub branches: Vec<Branch>,
+    /// The commit, with its message.
     pub commit: StatusCommit,
+    /// When the status was last updated.
     pub updated_at: DateTime<Utc>,
+    /// Where the commit is.
     pub repository: Repository,
+    /// Who posted it (PullApprove's bot, CircleCI's).
     #[serde(default)]
     pub sender: Option<Account>,
 }
@@ -47,21 +55,27 @@ pub struct Branch {
     pub name: String,
 }
 
+/// A status event's commit.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatusCommit {
+    /// Its git data.
     pub commit: GitCommit,
 }
 
+/// A commit's git data (the part the relay reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct GitCommit {
+    /// The full commit message; empty when GitHub sends none.
     #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
 }
 
 impl StatusEvent {
+    /// The commit's full message.
     pub fn commit_message(&self) -> &str {
         &self.commit.commit.message
     }
+    /// Who posted the status, if GitHub says.
     pub fn sender_login(&self) -> Option<&str> {
         self.sender.as_ref().map(|s| s.login.as_str())
     }
@@ -70,21 +84,30 @@ impl StatusEvent {
 /// A `push` event (the fields the relay reads; the whole payload is relayed to Smokey).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PushEvent {
+    /// The full ref pushed, e.g. `refs/heads/master`.
     #[serde(rename = "ref")]
     pub git_ref: String,
+    /// The ref's commit before the push.
     pub before: String,
+    /// The ref's commit after it (all zeros when deleted).
     pub after: String,
+    /// Whether the push deleted the ref.
     #[serde(default)]
     pub deleted: bool,
+    /// Where it was pushed.
     pub repository: Repository,
 }
 
 /// A `pull_request` event. The `pull_request` object has the same shape as the REST API's.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullRequestEvent {
+    /// `opened`, `closed`, `synchronize`, ...
     pub action: String,
+    /// The pull request's number.
     pub number: u64,
+    /// The pull request as it is now.
     pub pull_request: crate::github::api::PullRequest,
+    /// Where it is.
     pub repository: Repository,
 }
 

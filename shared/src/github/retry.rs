@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::GitHubError;
 
+/// How GitHub calls that are safe to repeat are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
+    /// Calls in all, the first included.
     pub attempts: u32,
+    /// The wait before the second call; doubled after each.
     pub first_backoff: Duration,
     /// Total time the retries may spend waiting.
     pub budget: Duration,

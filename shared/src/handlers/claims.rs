@@ -25,13 +25,16 @@ pub enum Taken {
 
 /// One claim key, for one delivery.
 pub struct ClaimHandle<'a> {
+    /// The claim's key, e.g. `merge/1234@<sha>`.
     pub key: String,
+    /// Who asks (the delivery id).
     pub me: &'a str,
     store: &'a dyn Claims,
     clock: &'a dyn Clock,
 }
 
 impl<'a> ClaimHandle<'a> {
+    /// A handle on claim `key` for delivery `me`.
     pub fn new(
         store: &'a dyn Claims,
         clock: &'a dyn Clock,

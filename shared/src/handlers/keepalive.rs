@@ -17,9 +17,13 @@ use crate::broadcast::Broadcaster;
 use crate::clock::Clock;
 use crate::store::Connection;
 
+/// Keeps every connection alive with ActionCable pings.
 pub struct Keepalive {
+    /// Posts the pings.
     pub broadcaster: Broadcaster,
+    /// Time between rounds (`PING_INTERVAL_SECONDS`).
     pub interval: Duration,
+    /// Stamps the pings.
     pub clock: Arc<dyn Clock>,
 }
 
@@ -29,9 +33,13 @@ pub type ScheduledEvent = EventBridgeEvent<serde_json::Value>;
 /// What one scheduled run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeepaliveReport {
+    /// Rounds of pings.
     pub rounds: usize,
+    /// Pings accepted by @connections.
     pub sent: usize,
+    /// Connections found gone (410).
     pub gone: usize,
+    /// Pings that failed otherwise.
     pub failed: usize,
     /// Rounds that pinged the connections known from an earlier round, because the store
     /// did not answer in time.
@@ -40,9 +48,11 @@ pub struct KeepaliveReport {
 
 /// One scheduled run: the pings and, when configured, the metasmoke bridge.
 pub struct ScheduledRun {
+    /// The pings.
     pub keepalive: Keepalive,
     /// How long the pings go on (`KEEPALIVE_WINDOW_SECONDS`).
     pub window: Duration,
+    /// The metasmoke bridge, when `METASMOKE_WS_URL` is set.
     pub bridge: Option<Bridge>,
     /// How much longer than `window` the bridge stays subscribed (`BRIDGE_OVERLAP_SECONDS`):
     /// the next run subscribes before this one lets go.
@@ -52,13 +62,16 @@ pub struct ScheduledRun {
 /// What a scheduled run did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunReport {
+    /// What the pings did.
     #[serde(flatten)]
     pub keepalive: KeepaliveReport,
+    /// What the bridge did, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeReport>,
 }
 
 impl ScheduledRun {
+    /// Pings for the window and, alongside, holds the bridge a little longer.
     pub async fn run(&self) -> RunReport {
         let bridged = async {
             match &self.bridge {

@@ -24,11 +24,17 @@ use webhook::Failure;
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
 /// have (the push route and both pull-request routes).
 pub struct Effects {
+    /// The rules' settings.
     pub config: RelayConfig,
+    /// Commits, claims and histories.
     pub store: Arc<dyn Store>,
+    /// What Smokeys are told.
     pub notifier: Arc<dyn Notifier>,
+    /// The repository.
     pub github: Arc<dyn GitHub>,
+    /// How safe GitHub calls are retried.
     pub retry: RetryPolicy,
+    /// Leases and records are timed by it.
     pub clock: Arc<dyn Clock>,
 }
 

@@ -521,7 +521,9 @@ fn finished(number: u64, held: &ClaimRecord) -> String {
 
 /// The function's two routes, told apart by path as API Gateway sends them.
 pub struct PullRequestRoutes {
+    /// `POST /github/pull_request_hook`.
     pub hook: Webhook<PullRequestHook>,
+    /// `POST /github/pr_merge`.
     pub merge: Webhook<PrMerge>,
 }
 

@@ -20,6 +20,7 @@ pub struct PushHook(pub Effects);
 /// How long a delivery waits for another one doing the same push's work.
 const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
 
+/// What a push asks for, with the payload to relay.
 pub struct PushWork {
     plan: PushPlan,
     push: PushEvent,

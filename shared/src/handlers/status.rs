@@ -12,10 +12,15 @@ use crate::notify::{Notifier, SmokeyMessage};
 use crate::rules::status::{self as rules, StatusDecision, VerdictTurn};
 use crate::store::{Commits, StatusWrite, Verdict, VerdictClaim, VerdictRecord};
 
+/// `POST /github/status_hook`: `status` events decide commits.
 pub struct StatusHook {
+    /// The rules' settings.
     pub config: RelayConfig,
+    /// Statuses and verdicts.
     pub store: Arc<dyn Commits>,
+    /// Sends the verdict.
     pub notifier: Arc<dyn Notifier>,
+    /// Times the verdict's claim.
     pub clock: Arc<dyn Clock>,
 }
 

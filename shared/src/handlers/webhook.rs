@@ -17,8 +17,11 @@ use crate::store::{DeliveryEnd, DeliveryStart, Ledger, StoreError};
 pub enum Plan<W> {
     /// Not for us (another repository, an ignored action): 200 with the reason.
     Ignore(String),
+    /// Carry out `work`.
     Act {
+        /// The repository named in the payload, for the log.
         repository: String,
+        /// What to do.
         work: W,
     },
 }
@@ -34,6 +37,7 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// A failure a redelivery may fix.
     pub fn transient(reason: impl Into<String>) -> Self {
         Self::Transient(reason.into())
     }
@@ -51,8 +55,10 @@ impl From<StoreError> for Failure {
 /// How long a delivery may take before it is answered 503. GitHub waits 10 s at most.
 pub const ANSWER_BUDGET: Duration = Duration::from_secs(8);
 
+/// One webhook route: what it takes, how it reads a payload, what it does.
 #[async_trait]
 pub trait Route: Send + Sync + 'static {
+    /// What `plan` hands `act`.
     type Work: Send + 'static;
     /// The name used in logs and the ledger, e.g. `status_hook`.
     const NAME: &'static str;
@@ -77,6 +83,7 @@ pub struct Webhook<R> {
 }
 
 impl<R: Route> Webhook<R> {
+    /// Serves `route` with `secrets`, admitting deliveries through `ledger`.
     pub fn new(
         route: R,
         secrets: WebhookSecrets,
@@ -283,6 +290,7 @@ struct Trace {
 /// What a function serves: one route, or several told apart by path.
 #[async_trait]
 pub trait Endpoint: Send + Sync {
+    /// Answers one request to `path`.
     async fn serve(&self, path: &str, headers: &HeaderMap, body: Vec<u8>) -> Answer;
 }
 

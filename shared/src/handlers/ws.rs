@@ -8,6 +8,7 @@ use crate::cable::{self, Command};
 use crate::keys;
 use crate::store::{Connection, Store};
 
+/// The WebSocket API's three routes.
 pub struct Sockets {
     /// Posts replies and replays through its @connections API, to connections in its store.
     pub broadcaster: Broadcaster,
@@ -194,12 +195,16 @@ impl Sockets {
 /// The three routes of the WebSocket API, one function each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketRoute {
+    /// `$connect`.
     Connect,
+    /// `$disconnect`.
     Disconnect,
+    /// `$default`: every frame a client sends.
     Message,
 }
 
 impl Sockets {
+    /// Serves one event of `route`.
     pub async fn handle(
         &self,
         route: SocketRoute,

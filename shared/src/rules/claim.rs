@@ -16,7 +16,9 @@ pub enum Turn {
     Finished(ClaimRecord),
     /// Go on from the claim's state, after swapping `expected` for `mine`.
     Take {
+        /// The record to swap from.
         expected: ClaimRecord,
+        /// The record to swap in.
         mine: ClaimRecord,
     },
     /// Another delivery holds a live lease: wait for it, or fail for a redelivery.

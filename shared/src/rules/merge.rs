@@ -47,10 +47,14 @@ pub fn pull_number_from_target_url(target_url: Option<&str>, repository: &str) -
     number.parse().ok()
 }
 
+/// What the re-read pull request says about merging it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullCheck {
+    /// Every check passed: merge.
     Merge,
+    /// It is merged already.
     AlreadyMerged,
+    /// Not to be merged; the reason says why.
     Refuse(String),
 }
 
@@ -159,6 +163,7 @@ pub fn after_merge_error(error: &GitHubError, tries: u32, server_errors: u32) ->
     AfterMergeError::GiveUp
 }
 
+/// The chat line for a pull request SmokeDetector opened.
 pub fn opened_message(pr: &PullRequest) -> String {
     format!(
         "[PR#{}]({}) (\"{}\") opened by {}",
@@ -169,10 +174,12 @@ pub fn opened_message(pr: &PullRequest) -> String {
     )
 }
 
+/// `Merged SmokeDetector [#N](url).`
 pub fn merged_message(pr: &PullRequest) -> String {
     format!("Merged SmokeDetector [#{}]({}).", pr.number, pr.html_url)
 }
 
+/// The chat line for a merge GitHub refused.
 pub fn not_merged_message(pr: &PullRequest, reason: &str) -> String {
     format!(
         "Could not merge SmokeDetector [#{}]({}): {reason}",

@@ -7,15 +7,19 @@ use crate::config::RelayConfig;
 use crate::github::api::{ComparedCommit, Comparison};
 use crate::github::payloads::PushEvent;
 
+/// What a push asks the relay to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushPlan {
+    /// Nothing; the reason says why.
     Ignore(String),
     /// A push to the source branch: move deploy to `sha`, fast-forward only.
     MoveDeploy {
+        /// The pushed commit.
         sha: String,
     },
     /// A push to deploy itself: its head must be on the source branch.
     CheckDeploy {
+        /// The pushed commit.
         sha: String,
     },
 }
@@ -41,6 +45,7 @@ pub fn judge_deploy_head(comparison: &Comparison) -> DeployHead {
 /// The git fix for a deploy branch with commits master lacks (DESIGN §4).
 pub const FIX: &str = "git checkout master && git merge --rebase deploy && git push origin master";
 
+/// Decides what a push asks for.
 pub fn plan(push: &PushEvent, config: &RelayConfig) -> PushPlan {
     if !config.is_our_repository(&push.repository.full_name) {
         return PushPlan::Ignore(format!(

@@ -35,6 +35,7 @@ pub fn verdict_turn(held: Option<VerdictRecord>, mine: VerdictRecord) -> Verdict
     }
 }
 
+/// What a status means for the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusDecision {
     /// Recorded, nothing to send yet; the reason says why.

@@ -36,11 +36,13 @@ use crate::config::Tables;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// The TTL attribute of both tables.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const CLIENT_KEYS_PK: &str = "client-key";
 const OUTBOX_PK: &str = "outbox";
 const CURSORS_PK: &str = "cursor";
 
+/// The store on DynamoDB: the main table and the connections table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -48,10 +50,12 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// A store on `tables` through `client`. Does no network I/O.
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
     }
 
+    /// The tables it uses.
     pub fn tables(&self) -> &Tables {
         &self.tables
     }

@@ -39,6 +39,7 @@ struct LedgerEntry {
     outcome: Option<String>,
 }
 
+/// The store in this process, optionally kept in a JSON file.
 #[derive(Debug, Default)]
 pub struct EmbeddedStore {
     state: Mutex<State>,

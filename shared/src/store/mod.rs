@@ -21,10 +21,15 @@ pub mod ttl {
     const DAY: i64 = 24 * 60 * 60;
     /// GitHub lets a delivery be redelivered for three days; keep the ledger a little longer.
     pub const DELIVERY: i64 = 7 * DAY;
+    /// Statuses: long after CI is done with a commit.
     pub const STATUS: i64 = 90 * DAY;
+    /// Verdicts: a year.
     pub const VERDICT: i64 = 365 * DAY;
+    /// The relay's deploy marks: a year.
     pub const DEPLOY: i64 = 365 * DAY;
+    /// Audit trails: a year.
     pub const HISTORY: i64 = 365 * DAY;
+    /// Once-only claims: a month.
     pub const CLAIM: i64 = 30 * DAY;
     /// API Gateway closes a WebSocket after 2 h; a row outliving that by 10 min is a ghost.
     pub const CONNECTION: i64 = 2 * 60 * 60 + 10 * 60;
@@ -41,6 +46,7 @@ pub mod ttl {
 /// far below it.
 pub const DELIVERY_LEASE_SECONDS: i64 = 30;
 
+/// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store did not answer or refused for a reason a retry may fix.
@@ -58,26 +64,35 @@ pub enum DeliveryStart {
     Fresh,
     /// Seen before and failed (or crashed): go ahead again.
     Retry,
-    /// Fully handled before: do nothing. Carries the outcome recorded then.
-    AlreadyHandled { outcome: String },
+    /// Fully handled before: do nothing.
+    AlreadyHandled {
+        /// The outcome recorded then, which a duplicate is answered with.
+        outcome: String,
+    },
     /// Another invocation holds it right now.
     InFlight,
 }
 
+/// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryEnd {
+    /// Done (or nothing to do): answered 2xx.
     Handled,
+    /// Not done: a redelivery runs it again.
     Failed,
 }
 
+/// Whether a status was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusWrite {
+    /// Stored.
     Applied,
     /// A newer update for the same (sha, context) is already stored; nothing changed.
     Stale,
 }
 
+/// Who claimed a commit's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerdictClaim {
     /// This call decided the commit.
@@ -89,17 +104,23 @@ pub enum VerdictClaim {
 /// A WebSocket connection and the ActionCable identifiers it subscribed with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
+    /// API Gateway's connection id.
     pub id: String,
+    /// When it connected.
     pub connected_at: i64,
+    /// The client's address.
     pub source_ip: Option<String>,
+    /// The identifiers it subscribed with.
     pub subscriptions: BTreeSet<String>,
     /// The name of the client key it last subscribed with: whose cursor its frames move.
     #[serde(default)]
     pub client: Option<String>,
+    /// When the row expires (API Gateway closes a socket after 2 h).
     pub expires_at: i64,
 }
 
 impl Connection {
+    /// A connection that has just connected, subscribed to nothing.
     pub fn new(id: impl Into<String>, source_ip: Option<String>, now: i64) -> Self {
         Self {
             id: id.into(),
@@ -112,9 +133,12 @@ impl Connection {
     }
 }
 
+/// Who holds a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
+    /// This call took it.
     Won,
+    /// Someone holds it; here is their record.
     Held(ClaimRecord),
 }
 
@@ -129,6 +153,7 @@ pub trait Ledger: Send + Sync {
         now: i64,
     ) -> Result<DeliveryStart, StoreError>;
 
+    /// Marks how a delivery ended, with the outcome a duplicate is answered with.
     async fn end_delivery(
         &self,
         id: &str,
@@ -150,12 +175,14 @@ pub trait Commits: Send + Sync {
     /// Records the verdict for a commit if it has none (a conditional write).
     async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
 
+    /// Notes that the verdict was sent.
     async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError>;
 
     /// Notes that the relay itself moved the deploy branch to `sha`.
     async fn mark_deployed(&self, sha: &str, delivery_id: &str, now: i64)
     -> Result<(), StoreError>;
 
+    /// Whether the relay itself moved deploy to `sha`.
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
 }
 
@@ -188,8 +215,10 @@ pub trait Claims: Send + Sync {
 /// The WebSocket connections and their subscriptions.
 #[async_trait]
 pub trait Connections: Send + Sync {
+    /// Records a connection (on `$connect`).
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
 
+    /// Forgets a connection (on `$disconnect`, or a 410).
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
 
     /// Adds a subscription made with the key of `client`; false when the connection is
@@ -210,8 +239,10 @@ pub trait ClientKeys: Send + Sync {
     /// Adds a key; false when a key of that name exists.
     async fn add_client_key(&self, key: &ClientKey) -> Result<bool, StoreError>;
 
+    /// The key with this hash, if any.
     async fn client_key_by_hash(&self, key_hash: &str) -> Result<Option<ClientKey>, StoreError>;
 
+    /// Every key.
     async fn client_keys(&self) -> Result<Vec<ClientKey>, StoreError>;
 
     /// Removes a key by name; false when there was none.
