@@ -455,7 +455,11 @@ async fn a_state_file_written_by_version_one_loads() {
         &file,
         serde_json::json!({
             "deliveries": { "d1": { "started_at": NOW, "end": "handled", "outcome": "Merged #7" } },
-            "statuses": {}, "verdicts": {}, "deployed": { "abc": NOW }, "history": {},
+            "statuses": {}, "verdicts": {}, "deployed": { "abc": NOW },
+            "history": { "pull/7": [
+                { "at": NOW, "delivery_id": "d0", "outcome": "opened", "detail": {} },
+                { "at": NOW + 1, "delivery_id": "d1", "outcome": "merged", "detail": {} }
+            ] },
             "claims": {
                 "merge/7@abc": { "owner": "d1", "claimed_at": NOW, "state": "announced" },
                 "merge/8@def": { "owner": "d2", "claimed_at": NOW, "state": "refused" }
@@ -476,6 +480,20 @@ async fn a_state_file_written_by_version_one_loads() {
         assert_eq!(held.state, state);
     }
     assert!(store.is_deployed("abc").await.unwrap());
+    let trail: Vec<HistoryOutcome> = store
+        .history("pull/7", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            HistoryOutcome::Merged,
+            HistoryOutcome::Event("opened".into())
+        ]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
