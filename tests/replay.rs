@@ -297,7 +297,17 @@ async fn a_broadcast_between_subscribing_and_replaying_loses_nothing(backend: Ba
     );
 }
 
+async fn a_window_of_zero_replays_nothing(backend: Backend) {
+    let mut h = handlers(backend).await;
+    h.sockets.replay_window = 0;
+    assert!(h.subscribe("c1").await.is_empty());
+    h.disconnect("c1").await;
+    h.say("missed").await;
+    assert!(h.subscribe("c2").await.is_empty(), "replay is off");
+}
+
 on_both_stores!(
+    a_window_of_zero_replays_nothing,
     a_broadcast_between_subscribing_and_replaying_loses_nothing,
     a_verdict_decided_while_away_reaches_the_key_once_it_is_back,
     a_client_that_was_connected_is_not_sent_it_again,

@@ -238,7 +238,7 @@ impl Broadcaster {
     /// key missed since `cursor` (its cursor as read *before* the subscription was stored,
     /// so that a live message in between cannot move it past what was missed), none older
     /// than `window` seconds, in order. A key never seen before (`None`) starts at the
-    /// newest message instead.
+    /// newest message instead. A window of 0 turns replay off.
     pub async fn replay(
         &self,
         id: &str,
@@ -247,6 +247,9 @@ impl Broadcaster {
         cursor: Option<u64>,
         window: i64,
     ) -> Result<Replay, StoreError> {
+        if window <= 0 {
+            return Ok(Replay::default());
+        }
         let now = self.clock.now();
         let Some(cursor) = cursor else {
             let head = self.store.outbox_head().await?;

@@ -111,6 +111,142 @@ pub struct PullRequestEvent {
     pub repository: Repository,
 }
 
+/// A `workflow_run` event (GitHub Actions): a workflow run was requested or completed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkflowRunEvent {
+    /// `requested`, `in_progress` or `completed`.
+    pub action: String,
+    /// The run.
+    pub workflow_run: WorkflowRun,
+    /// The workflow it is a run of.
+    #[serde(default)]
+    pub workflow: Option<Named>,
+    /// Where it ran.
+    pub repository: Repository,
+}
+
+/// One run of a workflow.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkflowRun {
+    /// The run's id.
+    pub id: u64,
+    /// The run's name; GitHub may send it empty (the workflow's name then stands).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// The commit it ran on.
+    pub head_sha: String,
+    /// `queued`, `in_progress`, `completed`, ...
+    pub status: String,
+    /// Set once completed: `success`, `failure`, `cancelled`, ...
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    /// The run's page.
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// When the run last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The commit, with its message.
+    #[serde(default)]
+    pub head_commit: Option<HeadCommit>,
+}
+
+/// Something with a name (a workflow, an app).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Named {
+    /// Its name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+}
+
+/// The head commit of a run or suite.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadCommit {
+    /// The full commit message.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub message: String,
+}
+
+/// A `check_run` event: a check run was created, completed, re-requested, ...
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRunEvent {
+    /// `created`, `completed`, `rerequested`, `requested_action`.
+    pub action: String,
+    /// The check run.
+    pub check_run: CheckRun,
+    /// Where it ran.
+    pub repository: Repository,
+}
+
+/// One check run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRun {
+    /// The run's id.
+    pub id: u64,
+    /// The check's name.
+    pub name: String,
+    /// The commit it checked.
+    pub head_sha: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// Set once completed.
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    /// The run's page on GitHub.
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// The CI's own page for it.
+    #[serde(default)]
+    pub details_url: Option<String>,
+    /// When it completed.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A `check_suite` event: the suite of one app's checks on a commit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckSuiteEvent {
+    /// `requested`, `rerequested` or `completed`.
+    pub action: String,
+    /// The suite.
+    pub check_suite: CheckSuite,
+    /// Where it ran.
+    pub repository: Repository,
+}
+
+/// One app's suite of checks on a commit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckSuite {
+    /// The suite's id.
+    pub id: u64,
+    /// The commit it checked.
+    pub head_sha: String,
+    /// `queued`, `in_progress` or `completed`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: String,
+    /// Set once completed.
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The app that runs it; some payloads lack its `slug`.
+    #[serde(default)]
+    pub app: Option<App>,
+    /// The commit, with its message.
+    #[serde(default)]
+    pub head_commit: Option<HeadCommit>,
+}
+
+/// A GitHub App, as events name it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct App {
+    /// e.g. `github-actions`; missing from some payloads.
+    #[serde(default)]
+    pub slug: Option<String>,
+    /// e.g. `GitHub Actions`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+}
+
 /// Parses a payload, turning serde's error into the one-line reason a 400 carries.
 pub fn parse<T: serde::de::DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|error| {

@@ -147,54 +147,29 @@ impl Route for PrMerge {
     async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Failure> {
         let prs = &self.0;
         let approval_stream = format!("approval/{}", status.sha);
-        let detail = |reason: &str| {
-            json!({ "sha": status.sha, "context": status.context, "state": status.state,
-                    "sender": status.sender_login(), "reason": reason })
+        // Not merged, and why: recorded in `stream`, and the reason is the answer.
+        let approval = &status;
+        let not_merged = |stream: String, reason: String| async move {
+            let detail = json!({ "sha": approval.sha, "context": approval.context,
+                "state": approval.state, "sender": approval.sender_login(), "reason": reason });
+            prs.record(&stream, delivery_id, HistoryOutcome::NotMerged, detail)
+                .await
+                .map(|()| reason)
         };
         if let Err(reason) = rules::screen_approval(&status, &prs.config) {
-            prs.record(
-                &approval_stream,
-                delivery_id,
-                HistoryOutcome::NotMerged,
-                detail(&reason),
-            )
-            .await?;
-            return Ok(reason);
+            return not_merged(approval_stream, reason).await;
         }
         let found = match self.find_pull(&status).await {
             Ok(found) => found,
-            Err(Failure::Permanent(reason)) => {
-                prs.record(
-                    &approval_stream,
-                    delivery_id,
-                    HistoryOutcome::NotMerged,
-                    detail(&reason),
-                )
-                .await?;
-                return Ok(reason);
-            }
+            Err(Failure::Permanent(reason)) => return not_merged(approval_stream, reason).await,
             Err(transient) => return Err(transient),
         };
         let Some(pr) = found else {
             let reason = format!("No open pull request has head {}; not merging", status.sha);
-            prs.record(
-                &approval_stream,
-                delivery_id,
-                HistoryOutcome::NotMerged,
-                detail(&reason),
-            )
-            .await?;
-            return Ok(reason);
+            return not_merged(approval_stream, reason).await;
         };
         if let PullCheck::Refuse(reason) = rules::check_pull(&pr, &status.sha, &prs.config) {
-            prs.record(
-                &pull_stream(pr.number),
-                delivery_id,
-                HistoryOutcome::NotMerged,
-                detail(&reason),
-            )
-            .await?;
-            return Ok(reason);
+            return not_merged(pull_stream(pr.number), reason).await;
         }
         let claim = prs.claim(format!("merge/{}@{}", pr.number, status.sha), delivery_id);
         Merging {

@@ -1,0 +1,138 @@
+//! What a GitHub Actions or checks result means as a CI result of a commit (issue 13): the
+//! context name `REQUIRED_CONTEXTS` can list, and the state its conclusion stands for.
+//!
+//! Conclusions map to the states statuses use, so one rule decides over both services:
+//! `success` is success; `failure`, `timed_out` and `startup_failure` are failures (the
+//! code or its run failed); `cancelled`, `action_required` and `stale` are errors (no
+//! verdict on the code, but not a pass either, as a status's `error` is); `neutral` and
+//! `skipped` never decide, since they say nothing about the commit.
+
+use chrono::{DateTime, Utc};
+
+use crate::github::payloads::{CheckRunEvent, CheckSuiteEvent, WorkflowRunEvent};
+
+/// Which kind of GitHub result a CI result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A `workflow_run` event.
+    WorkflowRun,
+    /// A `check_run` event.
+    CheckRun,
+    /// A `check_suite` event.
+    CheckSuite,
+}
+
+/// A completed result, as the relay records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiResult {
+    /// The commit.
+    pub sha: String,
+    /// `workflow:<name>`, `check_run:<name>` or `check_suite:<app slug, else app name>`.
+    pub context: String,
+    /// `success`, `failure` or `error`; `neutral` for a result that never decides.
+    pub state: &'static str,
+    /// Where to read it: the run's page; none for a check suite.
+    pub url: Option<String>,
+    /// The commit's message, when the payload carries it.
+    pub commit_message: Option<String>,
+    /// When the result last changed.
+    pub updated_at: DateTime<Utc>,
+    /// GitHub's id for it (orders updates of the same second).
+    pub id: u64,
+    /// Which event it came from.
+    pub source: Source,
+}
+
+/// The state a conclusion stands for; `None` for a conclusion GitHub may add later.
+pub fn state_of(conclusion: &str) -> Option<&'static str> {
+    match conclusion {
+        "success" => Some("success"),
+        "failure" | "timed_out" | "startup_failure" => Some("failure"),
+        "cancelled" | "action_required" | "stale" => Some("error"),
+        "neutral" | "skipped" => Some("neutral"),
+        _ => None,
+    }
+}
+
+/// A completed workflow run's result; `None` while it is not completed.
+pub fn from_workflow_run(event: &WorkflowRunEvent) -> Option<CiResult> {
+    let run = &event.workflow_run;
+    let state = completed(&run.status, run.conclusion.as_deref())?;
+    let name = match (run.name.as_str(), &event.workflow) {
+        ("", Some(workflow)) => workflow.name.as_str(),
+        (name, _) => name,
+    };
+    Some(CiResult {
+        sha: run.head_sha.clone(),
+        context: format!("workflow:{name}"),
+        state,
+        url: run.html_url.clone(),
+        commit_message: run.head_commit.as_ref().map(|c| c.message.clone()),
+        updated_at: run.updated_at,
+        id: run.id,
+        source: Source::WorkflowRun,
+    })
+}
+
+/// A completed check run's result; `None` while it is not completed.
+pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
+    let run = &event.check_run;
+    let state = completed(&run.status, run.conclusion.as_deref())?;
+    Some(CiResult {
+        sha: run.head_sha.clone(),
+        context: format!("check_run:{}", run.name),
+        state,
+        url: run.html_url.clone().or_else(|| run.details_url.clone()),
+        commit_message: None,
+        updated_at: run.completed_at?,
+        id: run.id,
+        source: Source::CheckRun,
+    })
+}
+
+/// A completed check suite's result; `None` while it is not completed.
+pub fn from_check_suite(event: &CheckSuiteEvent) -> Option<CiResult> {
+    let suite = &event.check_suite;
+    let state = completed(&suite.status, suite.conclusion.as_deref())?;
+    let app = suite.app.as_ref()?;
+    let name = app.slug.as_deref().unwrap_or(&app.name);
+    Some(CiResult {
+        sha: suite.head_sha.clone(),
+        context: format!("check_suite:{name}"),
+        state,
+        url: None,
+        commit_message: suite.head_commit.as_ref().map(|c| c.message.clone()),
+        updated_at: suite.updated_at,
+        id: suite.id,
+        source: Source::CheckSuite,
+    })
+}
+
+fn completed(status: &str, conclusion: Option<&str>) -> Option<&'static str> {
+    match status {
+        "completed" => state_of(conclusion?),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conclusions_map_to_the_states_statuses_use() {
+        assert_eq!(state_of("success"), Some("success"));
+        for failed in ["failure", "timed_out", "startup_failure"] {
+            assert_eq!(state_of(failed), Some("failure"), "{failed}");
+        }
+        for errored in ["cancelled", "action_required", "stale"] {
+            assert_eq!(state_of(errored), Some("error"), "{errored}");
+        }
+        for silent in ["neutral", "skipped"] {
+            assert_eq!(state_of(silent), Some("neutral"), "{silent}");
+        }
+        assert_eq!(state_of("something_new"), None);
+        assert_eq!(completed("in_progress", Some("success")), None);
+        assert_eq!(completed("completed", None), None);
+    }
+}
