@@ -237,3 +237,20 @@ async fn upstream_rejects_drops_and_silence_lead_to_reconnects_and_clients_are_u
     resumes(&upstream, &mut a, &id_a, 3, NON_BUILD[2]).await;
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_upstream_message_is_refused_and_the_bridge_carries_on() {
+    let upstream = FakeMetasmoke::start(BRIDGE_KEY).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let gateway = bridged_gateway(store, &upstream, Duration::from_secs(60)).await;
+    let (mut a, id_a) = subscribed(&gateway, KEY_A).await;
+    upstream.wait_for_confirmed(1, Duration::from_secs(5)).await;
+    let huge = format!(
+        r#"{{"message":"{}"}}"#,
+        "x".repeat(build_relay::bridge::MAX_UPSTREAM_MESSAGE_BYTES)
+    );
+    upstream.broadcast(&huge);
+    // The socket that carried it is given up; the next one works as before.
+    resumes(&upstream, &mut a, &id_a, 2, NON_BUILD[0]).await;
+    gateway.stop().await;
+}

@@ -22,10 +22,15 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::broadcast::Broadcaster;
 use crate::config::BridgeConfig;
 use crate::notify::{Notifier, SmokeyMessage};
+
+/// The largest message read from metasmoke; a larger one ends the socket (and the bridge
+/// reconnects).
+pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// How patient the bridge is with metasmoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +254,13 @@ impl Bridge {
         let origin = http::HeaderValue::from_str(&self.config.origin)
             .map_err(|e| tokio_tungstenite::tungstenite::Error::HttpFormat(e.into()))?;
         request.headers_mut().insert(http::header::ORIGIN, origin);
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        // Nothing over 32 KB can be forwarded; a larger message is refused as it arrives
+        // instead of being buffered whole (tungstenite's default allows 64 MiB).
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(MAX_UPSTREAM_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_UPSTREAM_MESSAGE_BYTES));
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(limits), false).await?;
         Ok(socket)
     }
 

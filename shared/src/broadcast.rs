@@ -6,6 +6,7 @@
 //! that subscribes again is sent what it missed since its cursor (`replay`), so a verdict
 //! decided while a Smokey reconnects is not lost.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -283,13 +284,12 @@ impl Broadcaster {
     /// Moves the cursor of every key whose connection took message `seq`. A cursor left
     /// behind costs a repeat on the next subscription, which Smokey ignores.
     async fn advance_cursors(&self, connections: &[Connection], took: &[String], seq: u64) {
-        let mut clients: Vec<&str> = connections
+        let took: HashSet<&str> = took.iter().map(String::as_str).collect();
+        let clients: HashSet<&str> = connections
             .iter()
-            .filter(|c| took.contains(&c.id))
+            .filter(|c| took.contains(c.id.as_str()))
             .filter_map(|c| c.client.as_deref())
             .collect();
-        clients.sort_unstable();
-        clients.dedup();
         let now = self.clock.now();
         futures_util::future::join_all(clients.into_iter().map(|client| async move {
             if let Err(error) = self.store.advance_cursor(client, seq, now).await {
