@@ -428,13 +428,7 @@ async fn history_written_by_version_one_reads_back_typed_on_dynamodb() {
             .await
             .unwrap();
     }
-    let read: Vec<HistoryOutcome> = store
-        .history("pull/7", 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.outcome)
-        .collect();
+    let read = outcomes(&store, "pull/7").await;
     assert_eq!(
         read,
         [
@@ -480,13 +474,7 @@ async fn a_state_file_written_by_version_one_loads() {
         assert_eq!(held.state, state);
     }
     assert!(store.is_deployed("abc").await.unwrap());
-    let trail: Vec<HistoryOutcome> = store
-        .history("pull/7", 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.outcome)
-        .collect();
+    let trail = outcomes(&store, "pull/7").await;
     assert_eq!(
         trail,
         [
@@ -577,4 +565,10 @@ async fn the_embedded_store_survives_a_restart_when_kept_in_a_file() {
         Err(StoreError::Corrupt(_))
     ));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The outcomes of a trail, newest first.
+async fn outcomes(store: &dyn History, stream: &str) -> Vec<HistoryOutcome> {
+    let entries = store.history(stream, 10).await.unwrap();
+    entries.into_iter().map(|e| e.outcome).collect()
 }

@@ -5,10 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{free_port, output_with_stdin, serve_command, wait_until_listening};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+use common::{free_port, output_with_stdin, serve_command, smokey, wait_until_listening};
 
 /// What Smokey's config already holds as `metasmoke_key`.
 const METASMOKE_KEY: &str = "d1e5a0c7b0f94a4c9a3f0e6b2f1c8d7e";
@@ -55,19 +52,7 @@ async fn an_existing_key_registered_from_stdin_is_confirmed_and_only_its_hash_is
         .spawn()
         .unwrap();
     wait_until_listening(port).await;
-    let (mut smokey, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable"))
-        .await
-        .unwrap();
-    let identifier = json!({ "channel": "SmokeDetectorChannel", "key": METASMOKE_KEY }).to_string();
-    let subscribe = json!({ "command": "subscribe", "identifier": identifier }).to_string();
-    smokey.send(Message::text(subscribe)).await.unwrap();
-    let reply = loop {
-        match smokey.next().await {
-            Some(Ok(Message::Text(text))) if !text.contains(r#""type":"ping""#) => break text,
-            Some(Ok(_)) => continue,
-            other => panic!("no reply to subscribe: {other:?}"),
-        }
-    };
+    let (_client, reply) = smokey(port, METASMOKE_KEY).await;
     assert!(reply.contains("confirm_subscription"), "{reply}");
     relay.kill().unwrap();
     relay.wait().unwrap();

@@ -8,8 +8,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use build_relay::intake;
-use common::{free_port, serve_command, wait_until_listening};
-use futures_util::{SinkExt, StreamExt};
+use common::{free_port, serve_command, smokey, wait_until_listening};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -75,15 +75,7 @@ async fn sigterm_finishes_deliveries_then_closes_sockets_with_1001() {
     let mut relay = serve(port, &github.uri());
     wait_until_listening(port).await;
 
-    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable"))
-        .await
-        .unwrap();
-    let identifier = json!({ "channel": "SmokeDetectorChannel", "key": KEY }).to_string();
-    let subscribe = json!({ "command": "subscribe", "identifier": identifier }).to_string();
-    client.send(Message::text(subscribe)).await.unwrap();
-    let Some(Ok(Message::Text(confirm))) = client.next().await else {
-        panic!("no reply to subscribe");
-    };
+    let (mut client, confirm) = smokey(port, KEY).await;
     assert!(confirm.contains("confirm_subscription"), "{confirm}");
 
     let body = serde_json::to_vec(&sample("status-approval.json")).unwrap();

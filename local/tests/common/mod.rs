@@ -20,6 +20,36 @@ pub fn serve_command(port: u16, secret: &str) -> Command {
     command
 }
 
+/// A client of `relay-local` on 127.0.0.1:`port`, subscribed as Smokey subscribes with
+/// `key`; also returns the reply to the subscribe (pings skipped).
+pub async fn smokey(
+    port: u16,
+    key: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://127.0.0.1:{port}/cable");
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let identifier = serde_json::json!({ "channel": "SmokeDetectorChannel", "key": key });
+    let subscribe =
+        serde_json::json!({ "command": "subscribe", "identifier": identifier.to_string() });
+    client
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    let reply = loop {
+        match client.next().await {
+            Some(Ok(Message::Text(text))) if !text.contains(r#""type":"ping""#) => break text,
+            Some(Ok(_)) => continue,
+            other => panic!("no reply to subscribe: {other:?}"),
+        }
+    };
+    (client, reply.to_string())
+}
+
 /// Runs `command` with `stdin` written to its standard input; collects its output.
 pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
     let mut child = command

@@ -128,18 +128,12 @@ pub struct WorkflowRunEvent {
 /// One run of a workflow.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkflowRun {
-    /// The run's id.
-    pub id: u64,
+    /// Its id, commit, status and conclusion.
+    #[serde(flatten)]
+    pub progress: Progress,
     /// The run's name; GitHub may send it empty (the workflow's name then stands).
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    /// The commit it ran on.
-    pub head_sha: String,
-    /// `queued`, `in_progress`, `completed`, ...
-    pub status: String,
-    /// Set once completed: `success`, `failure`, `cancelled`, ...
-    #[serde(default)]
-    pub conclusion: Option<String>,
     /// The run's page.
     #[serde(default)]
     pub html_url: Option<String>,
@@ -148,6 +142,21 @@ pub struct WorkflowRun {
     /// The commit, with its message.
     #[serde(default)]
     pub head_commit: Option<HeadCommit>,
+}
+
+/// Where a workflow run, check run or check suite stands.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Progress {
+    /// GitHub's id for it.
+    pub id: u64,
+    /// The commit it is about.
+    pub head_sha: String,
+    /// `queued`, `in_progress`, `completed`, ...
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: String,
+    /// Set once completed: `success`, `failure`, `cancelled`, ...
+    #[serde(default)]
+    pub conclusion: Option<String>,
 }
 
 /// Something with a name (a workflow, an app).
@@ -180,17 +189,11 @@ pub struct CheckRunEvent {
 /// One check run.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CheckRun {
-    /// The run's id.
-    pub id: u64,
+    /// Its id, commit, status and conclusion.
+    #[serde(flatten)]
+    pub progress: Progress,
     /// The check's name.
     pub name: String,
-    /// The commit it checked.
-    pub head_sha: String,
-    /// `queued`, `in_progress` or `completed`.
-    pub status: String,
-    /// Set once completed.
-    #[serde(default)]
-    pub conclusion: Option<String>,
     /// The run's page on GitHub.
     #[serde(default)]
     pub html_url: Option<String>,
@@ -216,16 +219,9 @@ pub struct CheckSuiteEvent {
 /// One app's suite of checks on a commit.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CheckSuite {
-    /// The suite's id.
-    pub id: u64,
-    /// The commit it checked.
-    pub head_sha: String,
-    /// `queued`, `in_progress` or `completed`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub status: String,
-    /// Set once completed.
-    #[serde(default)]
-    pub conclusion: Option<String>,
+    /// Its id, commit, status and conclusion.
+    #[serde(flatten)]
+    pub progress: Progress,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
     /// The app that runs it; some payloads lack its `slug`.

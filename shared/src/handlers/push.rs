@@ -104,10 +104,7 @@ impl PushHook {
             .await;
         match moved {
             Ok(()) => {
-                self.0
-                    .store
-                    .mark_deployed(sha, delivery_id, self.0.clock.now())
-                    .await?;
+                self.mark_deployed(delivery_id, sha).await?;
                 self.record(
                     delivery_id,
                     HistoryOutcome::Moved,
@@ -173,10 +170,7 @@ impl PushHook {
             }
         };
         if comparison.head_contains_base() {
-            self.0
-                .store
-                .mark_deployed(sha, delivery_id, self.0.clock.now())
-                .await?;
+            self.mark_deployed(delivery_id, sha).await?;
             self.record(
                 delivery_id,
                 HistoryOutcome::AlreadyContained,
@@ -214,10 +208,7 @@ impl PushHook {
                 super::github_failure(format!("could not compare {source} with {sha}"), &e)
             })?;
         if rules::judge_deploy_head(&comparison) == DeployHead::OnSource {
-            self.0
-                .store
-                .mark_deployed(sha, delivery_id, self.0.clock.now())
-                .await?;
+            self.mark_deployed(delivery_id, sha).await?;
             return Ok(format!(
                 "{} is at {sha}, which is on {source}",
                 self.0.config.deploy_branch
@@ -263,6 +254,12 @@ impl PushHook {
             "{cause}; reported {} commit(s), nothing forced",
             comparison.ahead_by
         ))
+    }
+
+    /// Notes that deploy is at `sha` with the relay's knowledge (statuses then count).
+    async fn mark_deployed(&self, delivery_id: &str, sha: &str) -> Result<(), Failure> {
+        let now = self.0.clock.now();
+        Ok(self.0.store.mark_deployed(sha, delivery_id, now).await?)
     }
 
     async fn record(

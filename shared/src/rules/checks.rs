@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::github::payloads::{CheckRunEvent, CheckSuiteEvent, WorkflowRunEvent};
+use crate::github::payloads::{CheckRunEvent, CheckSuiteEvent, Progress, WorkflowRunEvent};
 
 /// Which kind of GitHub result a CI result came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,19 +57,19 @@ pub fn state_of(conclusion: &str) -> Option<&'static str> {
 /// A completed workflow run's result; `None` while it is not completed.
 pub fn from_workflow_run(event: &WorkflowRunEvent) -> Option<CiResult> {
     let run = &event.workflow_run;
-    let state = completed(&run.status, run.conclusion.as_deref())?;
+    let state = completed(&run.progress)?;
     let name = match (run.name.as_str(), &event.workflow) {
         ("", Some(workflow)) => workflow.name.as_str(),
         (name, _) => name,
     };
     Some(CiResult {
-        sha: run.head_sha.clone(),
+        sha: run.progress.head_sha.clone(),
         context: format!("workflow:{name}"),
         state,
         url: run.html_url.clone(),
         commit_message: run.head_commit.as_ref().map(|c| c.message.clone()),
         updated_at: run.updated_at,
-        id: run.id,
+        id: run.progress.id,
         source: Source::WorkflowRun,
     })
 }
@@ -77,15 +77,15 @@ pub fn from_workflow_run(event: &WorkflowRunEvent) -> Option<CiResult> {
 /// A completed check run's result; `None` while it is not completed.
 pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
     let run = &event.check_run;
-    let state = completed(&run.status, run.conclusion.as_deref())?;
+    let state = completed(&run.progress)?;
     Some(CiResult {
-        sha: run.head_sha.clone(),
+        sha: run.progress.head_sha.clone(),
         context: format!("check_run:{}", run.name),
         state,
         url: run.html_url.clone().or_else(|| run.details_url.clone()),
         commit_message: None,
         updated_at: run.completed_at?,
-        id: run.id,
+        id: run.progress.id,
         source: Source::CheckRun,
     })
 }
@@ -93,24 +93,24 @@ pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
 /// A completed check suite's result; `None` while it is not completed.
 pub fn from_check_suite(event: &CheckSuiteEvent) -> Option<CiResult> {
     let suite = &event.check_suite;
-    let state = completed(&suite.status, suite.conclusion.as_deref())?;
+    let state = completed(&suite.progress)?;
     let app = suite.app.as_ref()?;
     let name = app.slug.as_deref().unwrap_or(&app.name);
     Some(CiResult {
-        sha: suite.head_sha.clone(),
+        sha: suite.progress.head_sha.clone(),
         context: format!("check_suite:{name}"),
         state,
         url: None,
         commit_message: suite.head_commit.as_ref().map(|c| c.message.clone()),
         updated_at: suite.updated_at,
-        id: suite.id,
+        id: suite.progress.id,
         source: Source::CheckSuite,
     })
 }
 
-fn completed(status: &str, conclusion: Option<&str>) -> Option<&'static str> {
-    match status {
-        "completed" => state_of(conclusion?),
+fn completed(progress: &Progress) -> Option<&'static str> {
+    match progress.status.as_str() {
+        "completed" => state_of(progress.conclusion.as_deref()?),
         _ => None,
     }
 }
@@ -132,7 +132,17 @@ mod tests {
             assert_eq!(state_of(silent), Some("neutral"), "{silent}");
         }
         assert_eq!(state_of("something_new"), None);
-        assert_eq!(completed("in_progress", Some("success")), None);
-        assert_eq!(completed("completed", None), None);
+        let progress = |status: &str, conclusion: Option<&str>| Progress {
+            id: 1,
+            head_sha: "a".repeat(40),
+            status: status.into(),
+            conclusion: conclusion.map(String::from),
+        };
+        assert_eq!(completed(&progress("in_progress", Some("success"))), None);
+        assert_eq!(completed(&progress("completed", None)), None);
+        assert_eq!(
+            completed(&progress("completed", Some("timed_out"))),
+            Some("failure")
+        );
     }
 }
