@@ -9,7 +9,7 @@ use std::time::Duration;
 use build_relay::config::Tables;
 use build_relay::store::Connection;
 use build_relay::store::dynamodb::DynamoStore;
-use build_relay::store::{Commits, Connections};
+use build_relay::store::{Commits, Connections, Outbox};
 use build_relay::{clock, keys};
 use integration_tests::fake_github::*;
 use integration_tests::fake_metasmoke::FakeMetasmoke;
@@ -319,6 +319,32 @@ async fn ws_keepalive_pings_every_connection() {
         json!({ "rounds": 2, "sent": 2, "gone": 0, "failed": 0, "stale_rounds": 0 })
     );
     assert!(world.posted().await.iter().all(|f| f["type"] == "ping"));
+}
+
+#[tokio::test]
+async fn ws_message_replays_what_a_returning_key_missed() {
+    let world = World::new().await;
+    world
+        .store
+        .put_connection(&Connection::new(CONNECTION, None, clock::now()))
+        .await
+        .unwrap();
+    // The key got message 1 before it went away; 2 was sent while it was gone.
+    let now = clock::now();
+    for text in ["got it", "missed it"] {
+        let message = json!({ "message": text }).to_string();
+        world.store.append_outbox(&message, now).await.unwrap();
+    }
+    world.store.advance_cursor("events", 1, now).await.unwrap();
+    let answer = world
+        .invoke("ws-message", "ws-message/subscribe.json", &[])
+        .await;
+    assert_eq!(status_code(&answer), 200);
+    let posted = world.posted().await;
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert_eq!(posted[0]["type"], "confirm_subscription");
+    assert_eq!(posted[1]["message"], json!({ "message": "missed it" }));
+    assert_eq!(world.store.cursor("events").await.unwrap(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
