@@ -46,6 +46,12 @@ impl World {
         }
     }
 
+    /// A connection as `$connect` leaves it, subscribed to nothing yet.
+    async fn connection(&self) {
+        let connection = Connection::new(CONNECTION, None, clock::now());
+        self.store.put_connection(&connection).await.unwrap();
+    }
+
     /// A connection as `$connect` leaves it, subscribed as Smokey does.
     async fn subscribed_connection(&self) {
         let mut connection = Connection::new(CONNECTION, Some("192.0.2.10".into()), clock::now());
@@ -269,11 +275,7 @@ async fn ws_connect_and_disconnect_keep_the_table() {
 #[tokio::test]
 async fn ws_message_answers_actioncable_commands() {
     let world = World::new().await;
-    world
-        .store
-        .put_connection(&Connection::new(CONNECTION, None, clock::now()))
-        .await
-        .unwrap();
+    world.connection().await;
     for file in [
         "ws-message/subscribe.json",
         "ws-message/subscribe-unknown-key.json",
@@ -324,11 +326,7 @@ async fn ws_keepalive_pings_every_connection() {
 #[tokio::test]
 async fn ws_message_replays_what_a_returning_key_missed() {
     let world = World::new().await;
-    world
-        .store
-        .put_connection(&Connection::new(CONNECTION, None, clock::now()))
-        .await
-        .unwrap();
+    world.connection().await;
     // The key got message 1 before it went away; 2 was sent while it was gone.
     let now = clock::now();
     for text in ["got it", "missed it"] {

@@ -640,12 +640,8 @@ impl Outbox for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let seq = output
-            .attributes
-            .as_ref()
-            .and_then(|a| number(a, "seq").ok())
-            .and_then(|seq| u64::try_from(seq).ok())
-            .ok_or_else(|| StoreError::Corrupt("outbox counter is not a number".into()))?;
+        let counter = output.attributes.unwrap_or_default();
+        let seq = place(&counter)?;
         self.client
             .put_item()
             .table_name(&self.tables.main)
@@ -677,8 +673,7 @@ impl Outbox for DynamoStore {
                 continue;
             }
             entries.push(OutboxEntry {
-                seq: u64::try_from(number(&item, "seq")?)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox seq: {e}")))?,
+                seq: place(&item)?,
                 message: text(&item, "message")?,
                 at,
             });
@@ -691,8 +686,7 @@ impl Outbox for DynamoStore {
 
     async fn outbox_head(&self) -> Result<u64, StoreError> {
         match self.get(OUTBOX_PK.to_string(), "head").await? {
-            Some(item) => u64::try_from(number(&item, "seq")?)
-                .map_err(|e| StoreError::Corrupt(format!("outbox counter: {e}"))),
+            Some(item) => place(&item),
             None => Ok(0),
         }
     }
@@ -704,9 +698,7 @@ impl Outbox for DynamoStore {
         else {
             return Ok(None);
         };
-        let seq = u64::try_from(number(&item, "seq")?)
-            .map_err(|e| StoreError::Corrupt(format!("cursor: {e}")))?;
-        Ok(Some(seq))
+        Ok(Some(place(&item)?))
     }
 
     async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {
@@ -884,6 +876,12 @@ where
         Err(e) if condition_failed(&e) => Ok(false),
         Err(e) => Err(unavailable(e)),
     }
+}
+
+/// An item's place in the outbox (`seq`: an entry's, the counter's, a cursor's).
+fn place(item: &Item) -> Result<u64, StoreError> {
+    u64::try_from(number(item, "seq")?)
+        .map_err(|e| StoreError::Corrupt(format!("attribute seq is not a place: {e}")))
 }
 
 fn condition_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
