@@ -6,6 +6,7 @@ use build_relay::config::RelayConfig;
 use build_relay::github::payloads::{self, StatusEvent};
 use build_relay::notify::RecordingNotifier;
 use build_relay::store::embedded::EmbeddedStore;
+use integration_tests::fake_github::{self, FakeGitHub};
 use integration_tests::*;
 
 #[test]
@@ -18,30 +19,53 @@ fn every_status_fixture_parses() {
     }
 }
 
+/// Every status, workflow_run, check_run and check_suite fixture is answered 200 by the
+/// status route, configured for the fixture's own repository (deploy is elsewhere).
 #[tokio::test]
-async fn every_status_fixture_is_handled_by_the_status_route() {
-    let config = RelayConfig {
-        repository: "Codertocat/Hello-World".into(),
-        ..RelayConfig::default()
-    };
-    let webhook = test_relay(
-        config,
-        Arc::new(EmbeddedStore::in_memory()),
-        Arc::new(RecordingNotifier::default()),
-        build_relay::clock::system(),
-    )
-    .status_hook();
-    for (n, file) in webhook_fixtures("status").into_iter().enumerate() {
-        let body = std::fs::read(&file).unwrap();
-        let headers = github_headers("status", &format!("fixture-{n}"), &body, TEST_SECRET);
-        let answer = webhook.handle(&headers, body).await;
-        assert_eq!(
-            answer.status,
-            http::StatusCode::OK,
-            "{}: {answer:?}",
-            file.display()
-        );
+async fn every_ci_fixture_is_handled_by_the_status_route() {
+    let github = FakeGitHub::start().await;
+    let mut handled = 0;
+    for event in ["status", "workflow_run", "check_run", "check_suite"] {
+        for (n, file) in webhook_fixtures(event).into_iter().enumerate() {
+            let body = std::fs::read(&file).unwrap();
+            let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let repository = payload["repository"]["full_name"].as_str().unwrap();
+            github
+                .server
+                .register(
+                    wiremock::Mock::given(wiremock::matchers::method("GET"))
+                        .and(wiremock::matchers::path(format!(
+                            "/repos/{repository}/git/ref/heads/deploy"
+                        )))
+                        .respond_with(
+                            wiremock::ResponseTemplate::new(200)
+                                .set_body_json(fake_github::api_fixture("git-get-ref.200.json")),
+                        ),
+                )
+                .await;
+            let config = RelayConfig {
+                repository: repository.into(),
+                ..RelayConfig::default()
+            };
+            let webhook = test_relay(
+                config,
+                Arc::new(EmbeddedStore::in_memory()),
+                Arc::new(RecordingNotifier::default()),
+                build_relay::clock::system(),
+            )
+            .status_hook(github.client_for(repository));
+            let headers = github_headers(event, &format!("fixture-{n}"), &body, TEST_SECRET);
+            let answer = webhook.handle(&headers, body).await;
+            assert_eq!(
+                answer.status,
+                http::StatusCode::OK,
+                "{}: {answer:?}",
+                file.display()
+            );
+            handled += 1;
+        }
     }
+    assert!(handled >= 20, "only {handled} fixtures");
 }
 
 /// Every `check_run`, `check_suite` and `workflow_run` fixture parses (some lack fields such

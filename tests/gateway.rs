@@ -386,6 +386,50 @@ async fn a_push_and_an_approval_reach_clients_through_the_gateway() {
     gateway.stop().await;
 }
 
+/// A GitHub Actions run on `/github/check_hook` decides a commit the relay deployed, with
+/// `REQUIRED_CONTEXTS=workflow:build`; the same run on `/github/status_hook` is a duplicate.
+#[tokio::test]
+async fn a_workflow_run_on_the_check_hook_reaches_clients() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    store
+        .mark_deployed(SHA, "push", clock::now())
+        .await
+        .unwrap();
+    let mut options = gateway_options(
+        Arc::clone(&store),
+        Duration::from_secs(60),
+        no_github(),
+        &[("smokey-a", KEY_A)],
+    );
+    options.relay.required_contexts = vec!["workflow:build".into()];
+    let gateway = relay_local::Gateway::start(options).await.unwrap();
+    let id_a = identifier(cable::CHANNEL, KEY_A);
+    let mut a = connect(&gateway).await;
+    subscribe(&mut a, &id_a).await;
+
+    let sample: Value = event("github-status/workflow-run-success.json");
+    let body = sample["body"].as_str().unwrap().as_bytes().to_vec();
+    for (route, delivery) in [("/github/check_hook", "w1"), ("/github/status_hook", "w2")] {
+        let answer = reqwest::Client::new()
+            .post(format!("{}{route}", gateway.url()))
+            .headers(github_headers("workflow_run", delivery, &body, TEST_SECRET))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{route}");
+    }
+    let frames = frames_until_quiet(&mut a, Duration::from_millis(500)).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let frame: Value = serde_json::from_str(&frames[0]).unwrap();
+    assert_eq!(frame["message"]["commit_status"]["status"], "success");
+    assert_eq!(
+        frame["message"]["commit_status"]["ci_url"],
+        "https://github.com/Charcoal-SE/SmokeDetector/actions/runs/4242"
+    );
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn routes_not_in_this_build_answer_as_api_gateway_does() {
     let gateway = gateway().await;

@@ -102,6 +102,9 @@ impl World {
 const COVERED: &[&str] = &[
     "github-status/deploy-success.json",
     "github-status/deploy-success.base64.json",
+    "github-status/workflow-run-success.json",
+    "github-status/check-run-success.json",
+    "github-status/check-suite-failure.json",
     "github-push/push-master.json",
     "github-pull-request/opened.json",
     "github-pull-request/approval.json",
@@ -175,6 +178,104 @@ async fn github_status_sends_the_verdict_to_subscribers() {
             1
         );
     }
+}
+
+/// GitHub Actions results through `github-status`: a workflow run on `/github/check_hook`
+/// decides a commit the relay deployed and is mirrored; a check run on `/github/status_hook`
+/// decides after one read of the deploy branch and one of the commit; a check suite is
+/// recorded only while `REQUIRED_CONTEXTS` is empty.
+#[tokio::test]
+async fn github_status_takes_actions_and_checks_results() {
+    const SHA: &str = "9049f1265b7d61be4a8904a9a27120d2064dab3b";
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    world.github.accept_statuses().await;
+    world
+        .store
+        .mark_deployed(SHA, "push", clock::now())
+        .await
+        .unwrap();
+    let settings = [
+        ("REQUIRED_CONTEXTS", "workflow:build".to_string()),
+        ("MIRROR_STATUS_CONTEXT", "build-relay/ci".to_string()),
+    ];
+    let answer = world
+        .invoke(
+            "github-status",
+            "github-status/workflow-run-success.json",
+            &settings,
+        )
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    let frames = world.posted().await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let verdict = &frames[0]["message"]["commit_status"];
+    assert_eq!(verdict["status"], "success");
+    assert_eq!(
+        verdict["ci_url"],
+        "https://github.com/Charcoal-SE/SmokeDetector/actions/runs/4242"
+    );
+    assert_eq!(
+        world.github.posted_statuses(SHA).await,
+        vec![json!({
+            "state": "success",
+            "target_url": "https://github.com/Charcoal-SE/SmokeDetector/actions/runs/4242",
+            "description": "CI passed: workflow:build",
+            "context": "build-relay/ci",
+        })]
+    );
+
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    world.github.deploy_at(SHA).await;
+    world
+        .github
+        .commit(SHA, "Merge pull request #1 --autopull")
+        .await;
+    let answer = world
+        .invoke(
+            "github-status",
+            "github-status/check-run-success.json",
+            &[("REQUIRED_CONTEXTS", "check_run:build".to_string())],
+        )
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    let frames = world.posted().await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(
+        frames[0]["message"]["commit_status"]["commit_message"],
+        "Merge pull request #1 --autopull"
+    );
+    assert_eq!(
+        world
+            .github
+            .requests("GET", "/git/ref/heads/deploy")
+            .await
+            .len(),
+        1
+    );
+
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let answer = world
+        .invoke(
+            "github-status",
+            "github-status/check-suite-failure.json",
+            &[],
+        )
+        .await;
+    assert_eq!(status_code(&answer), 200, "{answer}");
+    assert!(
+        answer["body"].as_str().unwrap().contains("recorded only"),
+        "{answer}"
+    );
+    assert!(world.posted().await.is_empty());
+    let recorded = world.store.latest_statuses(SHA).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        (recorded[0].context.as_str(), recorded[0].state.as_str()),
+        ("check_suite:github-actions", "failure")
+    );
 }
 
 #[tokio::test]

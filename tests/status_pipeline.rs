@@ -12,6 +12,7 @@ use build_relay::notify::SmokeyMessage;
 use build_relay::store::{Commits, Ledger};
 use build_relay::store::{DeliveryStart, Verdict};
 use http::StatusCode;
+use integration_tests::fake_github::FakeGitHub;
 use integration_tests::*;
 use serde_json::{Value, json};
 
@@ -21,7 +22,11 @@ struct Harness {
     webhook: Webhook<StatusHook>,
     store: Arc<SwitchableStore>,
     notifier: Arc<FlakyNotifier>,
+    github: FakeGitHub,
 }
+
+/// Where deploy is when a test does not put it at `SHA`.
+const ELSEWHERE: &str = "aa218f56b14c9653891f9e74264a383fa43fefbd";
 
 async fn harness_with(backend: Backend, config: RelayConfig) -> Harness {
     let store = Arc::new(SwitchableStore::new(store(backend).await));
@@ -33,10 +38,13 @@ async fn harness_with(backend: Backend, config: RelayConfig) -> Harness {
         build_relay::clock::system(),
     );
     relay.secrets.previous = Some(Secret::new("the secret before rotation"));
+    let github = FakeGitHub::start().await;
+    github.deploy_at(ELSEWHERE).await;
     Harness {
-        webhook: relay.status_hook(),
+        webhook: relay.status_hook(github.client()),
         store,
         notifier,
+        github,
     }
 }
 
@@ -302,11 +310,19 @@ async fn only_deploy_commits_count(backend: Backend) {
         10,
     );
     let answer = h.deliver("off", &off_deploy).await;
-    assert!(
-        answer.reason.contains("Not a commit on deploy"),
-        "{answer:?}"
+    assert_eq!(
+        answer.reason,
+        format!("Not a commit on deploy (its head is {ELSEWHERE}); recorded only")
     );
     assert!(h.sent().is_empty());
+    assert_eq!(
+        h.github
+            .requests("GET", "/git/ref/heads/deploy")
+            .await
+            .len(),
+        1,
+        "one read of the deploy branch"
+    );
 
     // The relay's own deploy record makes it a deploy commit even when branches[] lags.
     h.store
@@ -315,6 +331,32 @@ async fn only_deploy_commits_count(backend: Backend) {
         .unwrap();
     h.deliver("off-again", &off_deploy).await;
     assert_eq!(h.sent(), vec![expected_commit_status("success")]);
+    assert_eq!(
+        h.github
+            .requests("GET", "/git/ref/heads/deploy")
+            .await
+            .len(),
+        1,
+        "the deploy record spares the read"
+    );
+}
+
+async fn a_commit_github_says_deploy_is_at_counts(backend: Backend) {
+    let h = harness(backend).await;
+    h.github.deploy_at(SHA).await;
+    let off_deploy = status(
+        "ci/circleci",
+        "failure",
+        &["master"],
+        "2026-11-24T10:00:00Z",
+        10,
+    );
+    let answer = h.deliver("lagging", &off_deploy).await;
+    assert!(
+        answer.reason.starts_with("Sent commit_status failure"),
+        "{answer:?}"
+    );
+    assert_eq!(h.sent(), vec![expected_commit_status("failure")]);
 }
 
 async fn required_contexts_decide_together(backend: Backend) {
@@ -462,6 +504,7 @@ on_both_stores!(
     an_older_update_never_overwrites_a_newer_one,
     pending_never_decides,
     only_deploy_commits_count,
+    a_commit_github_says_deploy_is_at_counts,
     required_contexts_decide_together,
     a_required_failure_decides_at_once,
     the_verdict_is_sent_once_per_commit,

@@ -20,6 +20,7 @@ fn status(context: &str, state: &str, updated_at: i64, status_id: u64) -> Status
         updated_at,
         status_id,
         delivery_id: format!("d-{status_id}"),
+        source: CiSource::Status,
     }
 }
 
@@ -157,11 +158,28 @@ async fn statuses_keep_every_field(backend: Backend) {
     };
     store.record_status(&full).await.unwrap();
     store.record_status(&bare).await.unwrap();
+    let mut checks = Vec::new();
+    for (source, id) in [
+        (CiSource::WorkflowRun, 9),
+        (CiSource::CheckRun, 10),
+        (CiSource::CheckSuite, 11),
+    ] {
+        let check = StatusRecord {
+            source,
+            description: None,
+            ..status(&format!("{}:build", source.as_str()), "neutral", NOW, id)
+        };
+        store.record_status(&check).await.unwrap();
+        checks.push(check);
+    }
     let latest = store.latest_statuses(&full.sha).await.unwrap();
     assert!(
         latest.contains(&full) && latest.contains(&bare),
         "{latest:?}"
     );
+    for check in &checks {
+        assert!(latest.contains(check), "{check:?} in {latest:?}");
+    }
 }
 
 async fn a_verdict_is_claimed_once(backend: Backend) {

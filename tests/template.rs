@@ -107,6 +107,7 @@ fn every_route_of_the_design_exists() {
     }
     let expected: BTreeSet<(String, String, String)> = [
         ("POST", "/github/status_hook", "github-status"),
+        ("POST", "/github/check_hook", "github-status"),
         ("POST", "/github/update_deploy_to_master", "github-push"),
         ("POST", "/github/pull_request_hook", "github-pull-request"),
         ("POST", "/github/pr_merge", "github-pull-request"),
@@ -197,7 +198,15 @@ fn each_function_gets_the_settings_its_configuration_requires() {
     ];
     let sockets = ["TABLE_NAME", "CONNECTIONS_TABLE", "WEBSOCKET_ENDPOINT"];
     let required: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
-        ("github-status", webhook.to_vec()),
+        (
+            "github-status",
+            [
+                webhook.as_slice(),
+                github.as_slice(),
+                &["MIRROR_STATUS_CONTEXT"],
+            ]
+            .concat(),
+        ),
         (
             "github-push",
             [webhook.as_slice(), github.as_slice()].concat(),
@@ -289,6 +298,7 @@ fn the_outputs_are_what_github_and_smokey_need() {
     let value = |name: &str| show(&outputs[&Value::from(name)]["Value"]);
     for (output, path) in [
         ("StatusHookUrl", "/github/status_hook"),
+        ("CheckHookUrl", "/github/check_hook"),
         ("PushHookUrl", "/github/update_deploy_to_master"),
         ("PullRequestHookUrl", "/github/pull_request_hook"),
         ("PrMergeUrl", "/github/pr_merge"),

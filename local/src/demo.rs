@@ -260,7 +260,9 @@ fn shorten(frame: &str) -> String {
 /// GitHub's read side for the demo: the sample blacklist PR, as `GET /pulls/1234` returns it.
 mod demo_github {
     use async_trait::async_trait;
-    use build_relay::github::api::{Comparison, GitHub, GitHubError, Merged, PullRequest};
+    use build_relay::github::api::{
+        Comparison, GitHub, GitHubError, Merged, NewCommit, NewStatus, PullRequest, Tree, TreeItem,
+    };
 
     pub struct DemoGitHub {
         pull: PullRequest,
@@ -313,6 +315,30 @@ mod demo_github {
             Err(not_in_demo("write"))
         }
         async fn delete_branch(&self, _: &str) -> Result<(), GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn branch_head(&self, _: &str) -> Result<String, GitHubError> {
+            Err(not_in_demo("read refs"))
+        }
+        async fn commit_message(&self, _: &str) -> Result<String, GitHubError> {
+            Err(not_in_demo("read commits"))
+        }
+        async fn create_status(&self, _: &str, _: &NewStatus) -> Result<(), GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn tree(&self, _: &str) -> Result<Tree, GitHubError> {
+            Err(not_in_demo("read trees"))
+        }
+        async fn blob(&self, _: &str) -> Result<Vec<u8>, GitHubError> {
+            Err(not_in_demo("read blobs"))
+        }
+        async fn create_blob(&self, _: &[u8]) -> Result<String, GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn create_tree(&self, _: &str, _: &[TreeItem]) -> Result<String, GitHubError> {
+            Err(not_in_demo("write"))
+        }
+        async fn create_commit(&self, _: &NewCommit) -> Result<String, GitHubError> {
             Err(not_in_demo("write"))
         }
     }

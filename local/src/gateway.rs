@@ -126,7 +126,7 @@ impl Gateway {
                 broadcaster: broadcaster.clone(),
                 replay_window: options.replay_window,
             },
-            status: relay.status_hook(),
+            status: relay.status_hook(Arc::clone(&options.github)),
             push: relay.push_hook(Arc::clone(&options.github)),
             pulls: relay.pull_request_routes(options.github),
         });
@@ -170,6 +170,7 @@ fn router(app: &Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/github/status_hook", post(webhook))
+        .route("/github/check_hook", post(webhook))
         .route("/github/update_deploy_to_master", post(webhook))
         .route("/github/pull_request_hook", post(webhook))
         .route("/github/pr_merge", post(webhook))
@@ -344,7 +345,7 @@ async fn webhook(
     body: Bytes,
 ) -> Response {
     let endpoint: &dyn Endpoint = match uri.path() {
-        "/github/status_hook" => &app.status,
+        "/github/status_hook" | "/github/check_hook" => &app.status,
         "/github/update_deploy_to_master" => &app.push,
         _ => &app.pulls,
     };
@@ -353,7 +354,8 @@ async fn webhook(
 
 async fn index() -> &'static str {
     "relay-local: build-relay on one machine\n\
-     POST /github/status_hook          GitHub status webhooks (CI results)\n\
+     POST /github/status_hook          GitHub status, workflow_run, check_run, check_suite webhooks (CI results)\n\
+     POST /github/check_hook           the same, for a webhook of its own\n\
      POST /github/update_deploy_to_master  GitHub push webhooks\n\
      POST /github/pull_request_hook    GitHub pull_request webhooks\n\
      POST /github/pr_merge             GitHub status webhooks (PullApprove approvals)\n\

@@ -94,7 +94,7 @@ fn routes() -> Routes {
     };
     Routes {
         secrets,
-        status: relay.status_hook(),
+        status: relay.status_hook(github.clone()),
         push: relay.push_hook(github.clone()),
         pull_request: relay.pull_request_routes(github).hook,
     }
@@ -122,6 +122,7 @@ fn bench(c: &mut Criterion) {
     }
 
     let status_headers = headers("status", &status);
+    let rules_config = build_relay::config::RelayConfig::default();
     group.bench_function("status/relay", |b| {
         b.iter(|| {
             let delivery =
@@ -132,8 +133,8 @@ fn bench(c: &mut Criterion) {
             else {
                 panic!()
             };
-            let on_deploy = rules::status::lists_branch(&work, "deploy");
-            rules::status::decide(&work, &[], &[], on_deploy)
+            let report = work.report(&delivery.id, "deploy");
+            rules::status::decide(&report.record, &[], &rules_config)
         })
     });
     let push_headers = headers("push", &push);

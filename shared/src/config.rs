@@ -88,6 +88,9 @@ pub struct RelayConfig {
     pub approval_senders: Vec<String>,
     /// CI contexts that decide a commit; empty means the first non-pending status decides.
     pub required_contexts: Vec<String>,
+    /// `MIRROR_STATUS_CONTEXT`: each verdict is also posted as a commit status of this
+    /// context (for tools that read only statuses); `None` (the default) posts nothing.
+    pub mirror_status_context: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -100,6 +103,7 @@ impl Default for RelayConfig {
             approval_context: "code-review/pullapprove".into(),
             approval_senders: Vec::new(),
             required_contexts: Vec::new(),
+            mirror_status_context: None,
         }
     }
 }
@@ -120,6 +124,21 @@ impl RelayConfig {
                 reason: format!("expected owner/name, got {repository:?}"),
             });
         }
+        let required_contexts = list(env.get("REQUIRED_CONTEXTS"));
+        let mirror_status_context = env
+            .get("MIRROR_STATUS_CONTEXT")
+            .map(|context| context.trim().to_string());
+        if let Some(mirror) = &mirror_status_context
+            && required_contexts.contains(mirror)
+        {
+            return Err(ConfigError::Invalid {
+                name: "MIRROR_STATUS_CONTEXT",
+                reason: format!(
+                    "{mirror:?} is also in REQUIRED_CONTEXTS, but the relay's own mirrored \
+                     status never decides a commit"
+                ),
+            });
+        }
         Ok(Self {
             repository,
             source_branch: env.get("SOURCE_BRANCH").unwrap_or(defaults.source_branch),
@@ -129,7 +148,8 @@ impl RelayConfig {
                 .get("APPROVAL_CONTEXT")
                 .unwrap_or(defaults.approval_context),
             approval_senders: list(env.get("APPROVAL_SENDERS")),
-            required_contexts: list(env.get("REQUIRED_CONTEXTS")),
+            required_contexts,
+            mirror_status_context,
         })
     }
 
@@ -367,6 +387,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.required_contexts, ["ci/circleci", "build"]);
         assert_eq!(config.approval_senders, ["pullapprove[bot]"]);
+    }
+
+    #[test]
+    fn the_mirror_context_is_off_when_blank_and_never_required() {
+        let blank = RelayConfig::from_source(&env(&[("MIRROR_STATUS_CONTEXT", " ")])).unwrap();
+        assert_eq!(blank.mirror_status_context, None);
+        let set = RelayConfig::from_source(&env(&[("MIRROR_STATUS_CONTEXT", " build-relay/ci ")]))
+            .unwrap();
+        assert_eq!(set.mirror_status_context.as_deref(), Some("build-relay/ci"));
+        let both = RelayConfig::from_source(&env(&[
+            ("MIRROR_STATUS_CONTEXT", "build-relay/ci"),
+            ("REQUIRED_CONTEXTS", "ci/circleci,build-relay/ci"),
+        ]))
+        .unwrap_err();
+        assert!(both.to_string().contains("MIRROR_STATUS_CONTEXT"), "{both}");
     }
 
     #[test]

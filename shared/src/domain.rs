@@ -25,6 +25,41 @@ pub struct StatusRecord {
     pub status_id: u64,
     /// The delivery that brought it.
     pub delivery_id: String,
+    /// Which kind of GitHub event reported it (records version one wrote are statuses).
+    #[serde(default)]
+    pub source: CiSource,
+}
+
+/// Which kind of GitHub event reported a CI result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CiSource {
+    /// A commit status (`status` event): CircleCI, PullApprove, the relay's mirror.
+    #[default]
+    Status,
+    /// A GitHub Actions `workflow_run` event.
+    WorkflowRun,
+    /// A `check_run` event.
+    CheckRun,
+    /// A `check_suite` event.
+    CheckSuite,
+}
+
+impl CiSource {
+    /// The stored name (GitHub's event name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::WorkflowRun => "workflow_run",
+            Self::CheckRun => "check_run",
+            Self::CheckSuite => "check_suite",
+        }
+    }
+
+    /// Reads a stored name; `None` for a name no version wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
 }
 
 /// What CI says about a commit, as sent to Smokey.

@@ -47,14 +47,9 @@ impl Relay {
         )
     }
 
-    /// `POST /github/status_hook`.
-    pub fn status_hook(&self) -> Webhook<StatusHook> {
-        self.webhook(StatusHook {
-            config: self.config.clone(),
-            store: self.store.clone(),
-            notifier: Arc::clone(&self.notifier),
-            clock: Arc::clone(&self.clock),
-        })
+    /// `POST /github/status_hook` and `POST /github/check_hook`.
+    pub fn status_hook(&self, github: Arc<dyn GitHub>) -> Webhook<StatusHook> {
+        self.webhook(StatusHook(self.effects(github)))
     }
 
     /// The parts of a route that acts on GitHub.

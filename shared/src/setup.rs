@@ -109,7 +109,9 @@ async fn relay(sdk: &aws_config::SdkConfig) -> Result<Relay, ConfigError> {
 /// `github-status`'s route.
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
     let sdk = sdk_config().await;
-    Ok(relay(&sdk).await?.status_hook())
+    let relay = relay(&sdk).await?;
+    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
+    Ok(relay.status_hook(github))
 }
 
 /// `github-push`'s route.

@@ -7,7 +7,7 @@ use build_relay::config::Secret;
 use build_relay::github::GitHub;
 use build_relay::github::octocrab_client::{Credentials, OctocrabGitHub};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const REPO: &str = "Charcoal-SE/SmokeDetector";
@@ -15,6 +15,8 @@ pub const TOKEN: &str = "ghp_test_token_for_the_fake";
 
 pub struct FakeGitHub {
     pub server: MockServer,
+    /// The priority of the next `deploy_at`: each one outranks those before it.
+    deploy_priority: std::sync::atomic::AtomicU8,
 }
 
 /// A body from `fixtures/github-api/`.
@@ -35,6 +37,7 @@ impl FakeGitHub {
     pub async fn start() -> Self {
         Self {
             server: MockServer::start().await,
+            deploy_priority: std::sync::atomic::AtomicU8::new(100),
         }
     }
 
@@ -131,6 +134,65 @@ impl FakeGitHub {
         self.accept_branch_deletion().await;
     }
 
+    /// `deploy` reads as being at `sha` (GitHub's `git/get-ref` answer), from now on.
+    pub async fn deploy_at(&self, sha: &str) {
+        let mut head = api_fixture("git-get-ref.200.json");
+        head["ref"] = json!("refs/heads/deploy");
+        head["object"]["sha"] = json!(sha);
+        let priority = self
+            .deploy_priority
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        Mock::given(method("GET"))
+            .and(path(Self::repo_path("/git/ref/heads/deploy")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(head))
+            .with_priority(priority)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// `GET /commits/{sha}` answers the commit with `message` (GitHub's `commit` shape, as
+    /// the compare fixture's `base_commit` has it).
+    pub async fn commit(&self, sha: &str, message: &str) {
+        let mut commit = api_fixture("repos-compare-commits.200.json")["base_commit"].clone();
+        commit["sha"] = json!(sha);
+        commit["commit"]["message"] = json!(message);
+        self.answer("GET", &format!("/commits/{sha}"), 200, commit)
+            .await;
+    }
+
+    /// Every `POST /statuses/{sha}` is answered 201 with the status GitHub recorded (the
+    /// recorded create-status answer, with the posted state, context and description).
+    pub async fn accept_statuses(&self) {
+        let created = |request: &Request| {
+            let posted = json_of(request);
+            let mut status =
+                api_fixture("repos-get-combined-status-for-ref.200.recorded.json")["statuses"][0]
+                    .clone();
+            for field in ["state", "context", "description", "target_url"] {
+                status[field] = posted[field].clone();
+            }
+            ResponseTemplate::new(201).set_body_json(status)
+        };
+        Mock::given(method("POST"))
+            .and(path_regex(format!(
+                "^{}/[0-9a-f]{{40}}$",
+                Self::repo_path("/statuses")
+            )))
+            .respond_with(created)
+            .with_priority(10)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The statuses posted to commit `sha`.
+    pub async fn posted_statuses(&self, sha: &str) -> Vec<Value> {
+        self.requests("POST", &format!("/statuses/{sha}"))
+            .await
+            .iter()
+            .map(json_of)
+            .collect()
+    }
+
     /// Deleting #1234's head branch succeeds.
     pub async fn accept_branch_deletion(&self) {
         self.answer(
@@ -169,6 +231,15 @@ impl FakeGitHub {
             .into_iter()
             .filter(|r| r.method.as_str() == verb && r.url.path() == wanted)
             .collect()
+    }
+
+    /// Whether no request at all reached it.
+    pub async fn was_not_called(&self) -> bool {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
     }
 
     /// Every request that is not a read.

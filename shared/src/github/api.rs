@@ -20,6 +20,12 @@ pub struct PullRequest {
     /// Missing from list responses; `GET` of one pull request has it.
     #[serde(default)]
     pub merged: bool,
+    /// Whether GitHub can merge it; `null` while GitHub is still working it out.
+    #[serde(default)]
+    pub mergeable: Option<bool>,
+    /// `clean`, `dirty` (conflicts), `blocked`, `unknown`, ...
+    #[serde(default)]
+    pub mergeable_state: Option<String>,
     /// Who opened it.
     pub user: Option<Account>,
     /// The branch to merge.
@@ -73,9 +79,12 @@ pub struct Comparison {
     /// The commits on head that base lacks (GitHub lists at most 250).
     #[serde(default)]
     pub commits: Vec<ComparedCommit>,
+    /// The newest commit both have.
+    #[serde(default)]
+    pub merge_base_commit: Option<GitObject>,
 }
 
-/// A commit of a comparison.
+/// A commit as `GET /repos/{repo}/commits/{sha}` and the commits of a comparison show it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ComparedCommit {
     /// Its sha.
@@ -132,6 +141,84 @@ impl GitHubError {
     }
 }
 
+/// `GET /repos/{repo}/git/ref/heads/{branch}` (the fields we read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GitRef {
+    /// What the ref points at.
+    pub object: GitObject,
+}
+
+/// The object a ref points at.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GitObject {
+    /// Its sha.
+    pub sha: String,
+}
+
+/// `GET /repos/{repo}/git/trees/{sha}?recursive=1`: every entry of a commit's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Tree {
+    /// The tree's own sha.
+    pub sha: String,
+    /// Its entries, subtrees included, by full path.
+    pub tree: Vec<TreeItem>,
+    /// Whether GitHub left entries out (a tree over its limit).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One entry of a tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeItem {
+    /// The full path.
+    pub path: String,
+    /// Git's mode: `100644`, `100755`, `040000`, `120000`, `160000`.
+    pub mode: String,
+    /// `blob`, `tree` or `commit` (a submodule).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The object; `null` deletes the path when creating a tree.
+    pub sha: Option<String>,
+}
+
+/// `POST /repos/{repo}/git/commits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewCommit {
+    /// The full message.
+    pub message: String,
+    /// Its tree.
+    pub tree: String,
+    /// Its parents, first parent first.
+    pub parents: Vec<String>,
+    /// Who made it; GitHub uses the same for the author.
+    pub committer: Person,
+}
+
+/// A commit's author or committer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    /// The name.
+    pub name: String,
+    /// The email address.
+    pub email: String,
+}
+
+/// A commit status to post (`POST /repos/{repo}/statuses/{sha}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewStatus {
+    /// `success`, `failure` or `error`.
+    pub state: String,
+    /// Where the status links to.
+    pub target_url: Option<String>,
+    /// One line; GitHub keeps at most `MAX_STATUS_DESCRIPTION` characters.
+    pub description: String,
+    /// The status's context.
+    pub context: String,
+}
+
+/// GitHub refuses a status description longer than this.
+pub const MAX_STATUS_DESCRIPTION: usize = 140;
+
 /// What a merge answered when it succeeded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Merged {
@@ -156,4 +243,24 @@ pub trait GitHub: Send + Sync {
     async fn merge(&self, number: u64, title: &str, sha: &str) -> Result<Merged, GitHubError>;
     /// `DELETE /repos/{repo}/git/refs/heads/{branch}`.
     async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError>;
+    /// The commit `refs/heads/{branch}` points at (`GET /repos/{repo}/git/ref/heads/{branch}`).
+    async fn branch_head(&self, branch: &str) -> Result<String, GitHubError>;
+    /// A commit's full message (`GET /repos/{repo}/commits/{sha}`).
+    async fn commit_message(&self, sha: &str) -> Result<String, GitHubError>;
+    /// `POST /repos/{repo}/statuses/{sha}`.
+    async fn create_status(&self, sha: &str, status: &NewStatus) -> Result<(), GitHubError>;
+    /// A commit's whole tree (`GET /repos/{repo}/git/trees/{sha}?recursive=1`).
+    async fn tree(&self, commit: &str) -> Result<Tree, GitHubError>;
+    /// A blob's content (`GET /repos/{repo}/git/blobs/{sha}`).
+    async fn blob(&self, sha: &str) -> Result<Vec<u8>, GitHubError>;
+    /// `POST /repos/{repo}/git/blobs`; answers the new blob's sha.
+    async fn create_blob(&self, content: &[u8]) -> Result<String, GitHubError>;
+    /// `POST /repos/{repo}/git/trees`: `base_tree` with `entries` replaced; answers its sha.
+    async fn create_tree(
+        &self,
+        base_tree: &str,
+        entries: &[TreeItem],
+    ) -> Result<String, GitHubError>;
+    /// `POST /repos/{repo}/git/commits`; answers the new commit's sha.
+    async fn create_commit(&self, commit: &NewCommit) -> Result<String, GitHubError>;
 }

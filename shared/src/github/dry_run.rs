@@ -31,6 +31,20 @@ pub enum Write {
         /// The branch.
         branch: String,
     },
+    /// `POST` of a blob, a tree or a commit (for a union merge); answered with a made-up sha.
+    GitObject {
+        /// `blob`, `tree` or `commit`.
+        kind: &'static str,
+        /// The sha it was answered with.
+        sha: String,
+    },
+    /// `POST` of a commit status.
+    Status {
+        /// The commit.
+        sha: String,
+        /// The status.
+        status: NewStatus,
+    },
 }
 
 /// GitHub that reads for real and only notes its writes (`relay-local` without a token).
@@ -56,6 +70,17 @@ impl DryRun {
     fn record(&self, write: Write) {
         tracing::info!(write = ?write, "dry run: GitHub write not sent");
         self.writes.lock().expect("not poisoned").push(write);
+    }
+
+    /// Records a Git object it would have created, under a made-up sha.
+    fn object(&self, kind: &'static str) -> String {
+        let count = self.writes.lock().expect("not poisoned").len();
+        let sha = format!("{:040x}", count + 1);
+        self.record(Write::GitObject {
+            kind,
+            sha: sha.clone(),
+        });
+        sha
     }
 }
 
@@ -95,5 +120,41 @@ impl GitHub for DryRun {
             branch: branch.into(),
         });
         Ok(())
+    }
+
+    async fn branch_head(&self, branch: &str) -> Result<String, GitHubError> {
+        self.reads.branch_head(branch).await
+    }
+
+    async fn commit_message(&self, sha: &str) -> Result<String, GitHubError> {
+        self.reads.commit_message(sha).await
+    }
+
+    async fn create_status(&self, sha: &str, status: &NewStatus) -> Result<(), GitHubError> {
+        self.record(Write::Status {
+            sha: sha.into(),
+            status: status.clone(),
+        });
+        Ok(())
+    }
+
+    async fn tree(&self, commit: &str) -> Result<Tree, GitHubError> {
+        self.reads.tree(commit).await
+    }
+
+    async fn blob(&self, sha: &str) -> Result<Vec<u8>, GitHubError> {
+        self.reads.blob(sha).await
+    }
+
+    async fn create_blob(&self, _: &[u8]) -> Result<String, GitHubError> {
+        Ok(self.object("blob"))
+    }
+
+    async fn create_tree(&self, _: &str, _: &[TreeItem]) -> Result<String, GitHubError> {
+        Ok(self.object("tree"))
+    }
+
+    async fn create_commit(&self, _: &NewCommit) -> Result<String, GitHubError> {
+        Ok(self.object("commit"))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
@@ -242,5 +243,88 @@ impl GitHub for OctocrabGitHub {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn branch_head(&self, branch: &str) -> Result<String, GitHubError> {
+        let path = format!("{}/git/ref/heads/{branch}", self.repo_path);
+        let head: GitRef = self.read(self.client()?._get(path).await).await?;
+        Ok(head.object.sha)
+    }
+
+    async fn commit_message(&self, sha: &str) -> Result<String, GitHubError> {
+        let path = format!("{}/commits/{sha}", self.repo_path);
+        let commit: ComparedCommit = self.read(self.client()?._get(path).await).await?;
+        Ok(commit.commit.message)
+    }
+
+    async fn create_status(&self, sha: &str, status: &NewStatus) -> Result<(), GitHubError> {
+        let path = format!("{}/statuses/{sha}", self.repo_path);
+        self.body(self.client()?._post(path, Some(status)).await)
+            .await
+            .map(|_| ())
+    }
+
+    async fn tree(&self, commit: &str) -> Result<Tree, GitHubError> {
+        let path = format!("{}/git/trees/{commit}?recursive=1", self.repo_path);
+        self.read(self.client()?._get(path).await).await
+    }
+
+    async fn blob(&self, sha: &str) -> Result<Vec<u8>, GitHubError> {
+        #[derive(serde::Deserialize)]
+        struct Blob {
+            content: String,
+            encoding: String,
+        }
+        let path = format!("{}/git/blobs/{sha}", self.repo_path);
+        let blob: Blob = self.read(self.client()?._get(path).await).await?;
+        let unreadable = |message: String| GitHubError {
+            status: None,
+            message,
+            retry_after: None,
+        };
+        match blob.encoding.as_str() {
+            "base64" => {
+                // GitHub wraps the base64 text at 60 characters.
+                let text: String = blob.content.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| unreadable(format!("blob {sha} is not base64: {e}")))
+            }
+            "utf-8" => Ok(blob.content.into_bytes()),
+            other => Err(unreadable(format!("blob {sha} has encoding {other:?}"))),
+        }
+    }
+
+    async fn create_blob(&self, content: &[u8]) -> Result<String, GitHubError> {
+        let path = format!("{}/git/blobs", self.repo_path);
+        let body = json!({
+            "content": base64::engine::general_purpose::STANDARD.encode(content),
+            "encoding": "base64",
+        });
+        let created: GitObject = self
+            .read(self.client()?._post(path, Some(&body)).await)
+            .await?;
+        Ok(created.sha)
+    }
+
+    async fn create_tree(
+        &self,
+        base_tree: &str,
+        entries: &[TreeItem],
+    ) -> Result<String, GitHubError> {
+        let path = format!("{}/git/trees", self.repo_path);
+        let body = json!({ "base_tree": base_tree, "tree": entries });
+        let created: GitObject = self
+            .read(self.client()?._post(path, Some(&body)).await)
+            .await?;
+        Ok(created.sha)
+    }
+
+    async fn create_commit(&self, commit: &NewCommit) -> Result<String, GitHubError> {
+        let path = format!("{}/git/commits", self.repo_path);
+        let created: GitObject = self
+            .read(self.client()?._post(path, Some(commit)).await)
+            .await?;
+        Ok(created.sha)
     }
 }

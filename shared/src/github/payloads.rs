@@ -94,6 +94,9 @@ pub struct PushEvent {
     /// Whether the push deleted the ref.
     #[serde(default)]
     pub deleted: bool,
+    /// The commit `after` names, with its message; `null` for a deletion.
+    #[serde(default)]
+    pub head_commit: Option<HeadCommit>,
     /// Where it was pushed.
     pub repository: Repository,
 }
@@ -123,6 +126,9 @@ pub struct WorkflowRunEvent {
     pub workflow: Option<Named>,
     /// Where it ran.
     pub repository: Repository,
+    /// Who caused the event.
+    #[serde(default)]
+    pub sender: Option<Account>,
 }
 
 /// One run of a workflow.
@@ -184,6 +190,9 @@ pub struct CheckRunEvent {
     pub check_run: CheckRun,
     /// Where it ran.
     pub repository: Repository,
+    /// Who caused the event.
+    #[serde(default)]
+    pub sender: Option<Account>,
 }
 
 /// One check run.
@@ -214,6 +223,9 @@ pub struct CheckSuiteEvent {
     pub check_suite: CheckSuite,
     /// Where it ran.
     pub repository: Repository,
+    /// Who caused the event.
+    #[serde(default)]
+    pub sender: Option<Account>,
 }
 
 /// One app's suite of checks on a commit.

@@ -6,6 +6,7 @@ pub mod keepalive;
 pub mod pull_request;
 pub mod push;
 pub mod status;
+pub mod verdict;
 pub mod webhook;
 pub mod ws;
 
@@ -22,7 +23,7 @@ use crate::store::{History, HistoryEntry, HistoryOutcome, Store};
 use webhook::Failure;
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
-/// have (the push route and both pull-request routes).
+/// have (the status, push and pull-request routes).
 pub struct Effects {
     /// The rules' settings.
     pub config: RelayConfig,

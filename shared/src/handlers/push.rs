@@ -79,7 +79,7 @@ impl Route for PushHook {
         claims::once(&claim, WAIT_FOR_HOLDER, &what, || async {
             match &work.plan {
                 PushPlan::MoveDeploy { sha } => self.move_deploy(delivery_id, sha, &work).await,
-                PushPlan::CheckDeploy { sha } => self.check_deploy(delivery_id, sha).await,
+                PushPlan::CheckDeploy { sha } => self.check_deploy(delivery_id, sha, &work).await,
                 PushPlan::Ignore(reason) => Ok(reason.clone()),
             }
         })
@@ -119,12 +119,13 @@ impl PushHook {
                     SmokeyMessage::DeployUpdated(payload),
                 )
                 .await?;
+                let verdict = self.judge_deployed(delivery_id, sha, work).await?;
                 Ok(format!(
-                    "Moved {deploy} to {sha}; told {sent} connection(s)"
+                    "Moved {deploy} to {sha}; told {sent} connection(s); {verdict}"
                 ))
             }
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
-                self.refused_fast_forward(delivery_id, sha).await
+                self.refused_fast_forward(delivery_id, sha, work).await
             }
             Err(e) => {
                 self.record(
@@ -143,7 +144,12 @@ impl PushHook {
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
-    async fn refused_fast_forward(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
+    async fn refused_fast_forward(
+        &self,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+    ) -> Result<String, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let compared = self
             .0
@@ -177,7 +183,8 @@ impl PushHook {
                 json!({ "to": sha }),
             )
             .await?;
-            return Ok(format!("{deploy} already contains {sha}; nothing to do"));
+            let verdict = self.judge_deployed(delivery_id, sha, work).await?;
+            return Ok(format!("{deploy} already contains {sha}; {verdict}"));
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(
@@ -191,7 +198,12 @@ impl PushHook {
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.
-    async fn check_deploy(&self, delivery_id: &str, sha: &str) -> Result<String, Failure> {
+    async fn check_deploy(
+        &self,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+    ) -> Result<String, Failure> {
         if self.0.store.is_deployed(sha).await? {
             return Ok(format!(
                 "{} is at {sha}, where the relay moved it",
@@ -209,8 +221,9 @@ impl PushHook {
             })?;
         if rules::judge_deploy_head(&comparison) == DeployHead::OnSource {
             self.mark_deployed(delivery_id, sha).await?;
+            let verdict = self.judge_deployed(delivery_id, sha, work).await?;
             return Ok(format!(
-                "{} is at {sha}, which is on {source}",
+                "{} is at {sha}, which is on {source}; {verdict}",
                 self.0.config.deploy_branch
             ));
         }
@@ -254,6 +267,18 @@ impl PushHook {
             "{cause}; reported {} commit(s), nothing forced",
             comparison.ahead_by
         ))
+    }
+
+    /// Decides the commit deploy is now at from the CI results recorded before it got there
+    /// (a redelivery after a failure here comes back through "already contains").
+    async fn judge_deployed(
+        &self,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+    ) -> Result<String, Failure> {
+        let message = work.push.head_commit.as_ref().map(|c| c.message.clone());
+        super::verdict::judge_deployed(&self.0, delivery_id, sha, message).await
     }
 
     /// Notes that deploy is at `sha` with the relay's knowledge (statuses then count).

@@ -1,113 +1,127 @@
-//! `github-status`: CI statuses (DESIGN §4, "Status").
-
-use std::sync::Arc;
+//! `github-status`: CI results, from statuses and from GitHub Actions and checks (DESIGN §4,
+//! "Status" and "GitHub Actions").
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 
+use super::Effects;
 use super::webhook::{Failure, Plan, Route};
-use crate::clock::Clock;
-use crate::config::RelayConfig;
-use crate::github::payloads::{self, StatusEvent};
-use crate::notify::{Notifier, SmokeyMessage};
-use crate::rules::status::{self as rules, StatusDecision, VerdictTurn};
-use crate::store::{Commits, StatusWrite, Verdict, VerdictClaim, VerdictRecord};
+use crate::github::payloads::{
+    self, CheckRunEvent, CheckSuiteEvent, Repository, StatusEvent, WorkflowRunEvent,
+};
+use crate::rules::checks::{self, CiResult};
+use crate::rules::status::{self as rules, Report};
+use crate::store::StatusWrite;
 
-/// `POST /github/status_hook`: `status` events decide commits.
-pub struct StatusHook {
-    /// The rules' settings.
-    pub config: RelayConfig,
-    /// Statuses and verdicts.
-    pub store: Arc<dyn Commits>,
-    /// Sends the verdict.
-    pub notifier: Arc<dyn Notifier>,
-    /// Times the verdict's claim.
-    pub clock: Arc<dyn Clock>,
+/// `POST /github/status_hook` and `POST /github/check_hook`: `status`, `workflow_run`,
+/// `check_run` and `check_suite` events decide commits.
+pub struct StatusHook(pub Effects);
+
+/// A CI result to record, as its event reported it.
+pub enum CiEvent {
+    /// A commit status.
+    Status(StatusEvent),
+    /// A completed workflow run, check run or check suite.
+    Check(CiResult),
+}
+
+impl CiEvent {
+    /// The result as recorded and judged, for the delivery that brought it.
+    pub fn report(self, delivery_id: &str, deploy_branch: &str) -> Report {
+        match self {
+            Self::Status(status) => rules::report_of_status(&status, delivery_id, deploy_branch),
+            Self::Check(result) => result.into_report(delivery_id),
+        }
+    }
 }
 
 #[async_trait]
 impl Route for StatusHook {
-    type Work = StatusEvent;
+    type Work = CiEvent;
     const NAME: &'static str = "status_hook";
-    const EVENTS: &'static [&'static str] = &["status"];
+    const EVENTS: &'static [&'static str] = &["status", "workflow_run", "check_run", "check_suite"];
 
-    fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<StatusEvent>, String> {
-        let status: StatusEvent = payloads::parse(event, body)?;
-        if !self.config.is_our_repository(&status.repository.full_name) {
-            return Ok(Plan::Ignore(format!(
-                "Status for {}, not {}; not interested",
-                status.repository.full_name, self.config.repository
-            )));
+    fn plan(&self, event: &str, body: &[u8]) -> Result<Plan<CiEvent>, String> {
+        match event {
+            "workflow_run" => self.plan_check::<WorkflowRunEvent>(
+                event,
+                body,
+                |e| (&e.repository, &e.action),
+                checks::from_workflow_run,
+            ),
+            "check_run" => self.plan_check::<CheckRunEvent>(
+                event,
+                body,
+                |e| (&e.repository, &e.action),
+                checks::from_check_run,
+            ),
+            "check_suite" => self.plan_check::<CheckSuiteEvent>(
+                event,
+                body,
+                |e| (&e.repository, &e.action),
+                checks::from_check_suite,
+            ),
+            _ => {
+                let status: StatusEvent = payloads::parse(event, body)?;
+                Ok(match self.screen(&status.repository, "Status") {
+                    Err(reason) => Plan::Ignore(reason),
+                    Ok(()) => Plan::Act {
+                        repository: status.repository.full_name.clone(),
+                        work: CiEvent::Status(status),
+                    },
+                })
+            }
         }
-        Ok(Plan::Act {
-            repository: status.repository.full_name.clone(),
-            work: status,
-        })
     }
 
-    async fn act(&self, delivery_id: &str, status: StatusEvent) -> Result<String, Failure> {
-        let write = self
-            .store
-            .record_status(&rules::record_of(&status, delivery_id))
-            .await?;
-        let on_deploy = rules::lists_branch(&status, &self.config.deploy_branch)
-            || self.store.is_deployed(&status.sha).await?;
-        let latest = match self.config.required_contexts.is_empty() || !on_deploy {
-            true => Vec::new(),
-            false => self.store.latest_statuses(&status.sha).await?,
-        };
-        let stale = match write {
-            StatusWrite::Applied => "",
-            StatusWrite::Stale => " (an older update: the stored newer one stands)",
-        };
-        match rules::decide(&status, &latest, &self.config.required_contexts, on_deploy) {
-            StatusDecision::Undecided(reason) => Ok(format!("{reason}{stale}")),
-            StatusDecision::Decided(verdict) => self.send_once(delivery_id, verdict).await,
-        }
+    async fn act(&self, delivery_id: &str, event: CiEvent) -> Result<String, Failure> {
+        let report = event.report(delivery_id, &self.0.config.deploy_branch);
+        let write = self.0.store.record_status(&report.record).await?;
+        let decision = super::verdict::judge(&self.0, delivery_id, &report).await?;
+        Ok(match write {
+            StatusWrite::Applied => decision,
+            StatusWrite::Stale => {
+                format!("{decision} (an older update: the stored newer one stands)")
+            }
+        })
     }
 }
 
 impl StatusHook {
-    /// Sends a commit's verdict at most once per commit, and at least once: the delivery
-    /// that claims the verdict sends it, and a retry of that delivery (or any delivery once
-    /// the claim is old) sends it again if it was never marked sent.
-    async fn send_once(&self, delivery_id: &str, verdict: Verdict) -> Result<String, Failure> {
-        let now = self.clock.now();
-        let claim = VerdictRecord {
-            verdict,
-            delivery_id: delivery_id.to_string(),
-            claimed_at: now,
-            notified_at: None,
-        };
-        let held = match self.store.claim_verdict(&claim).await? {
-            VerdictClaim::Claimed => None,
-            VerdictClaim::Taken(held) => Some(held),
-        };
-        let verdict = match rules::verdict_turn(held, claim) {
-            VerdictTurn::Send(verdict) => verdict,
-            VerdictTurn::SentAlready(held) => {
-                return Ok(format!(
-                    "Commit {} was decided already ({}); not sent again",
-                    held.verdict.sha, held.verdict.state
-                ));
-            }
-            VerdictTurn::Sending(held) => {
-                return Ok(format!(
-                    "Commit {} was decided by delivery {}, which is sending it",
-                    held.verdict.sha, held.delivery_id
-                ));
-            }
-        };
-        let sent = super::say(
-            self.notifier.as_ref(),
-            SmokeyMessage::CommitStatus(verdict.clone()),
-        )
-        .await?;
-        self.store
-            .mark_verdict_notified(&verdict.sha, self.clock.now())
-            .await?;
-        Ok(format!(
-            "Sent commit_status {} for {} to {sent} connection(s)",
-            verdict.state, verdict.sha
-        ))
+    /// Whether a payload is about the configured repository; `Err` is the reason to ignore it.
+    fn screen(&self, repository: &Repository, what: &str) -> Result<(), String> {
+        match self.0.config.is_our_repository(&repository.full_name) {
+            true => Ok(()),
+            false => Err(format!(
+                "{what} for {}, not {}; not interested",
+                repository.full_name, self.0.config.repository
+            )),
+        }
+    }
+
+    /// Plans an Actions or checks event: a completed result of our repository is recorded;
+    /// anything else (requested, in progress, a conclusion GitHub added later) is ignored.
+    fn plan_check<E: DeserializeOwned>(
+        &self,
+        event: &str,
+        body: &[u8],
+        about: fn(&E) -> (&Repository, &String),
+        result_of: fn(&E) -> Option<CiResult>,
+    ) -> Result<Plan<CiEvent>, String> {
+        let payload: E = payloads::parse(event, body)?;
+        let (repository, action) = about(&payload);
+        if let Err(reason) = self.screen(repository, event) {
+            return Ok(Plan::Ignore(reason));
+        }
+        Ok(match result_of(&payload) {
+            Some(result) => Plan::Act {
+                repository: repository.full_name.clone(),
+                work: CiEvent::Check(result),
+            },
+            None => Plan::Ignore(format!(
+                "A {event} {action} event with no conclusion that decides or is recorded; \
+                 nothing to do"
+            )),
+        })
     }
 }

@@ -9,18 +9,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::github::payloads::{CheckRunEvent, CheckSuiteEvent, Progress, WorkflowRunEvent};
-
-/// Which kind of GitHub result a CI result came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A `workflow_run` event.
-    WorkflowRun,
-    /// A `check_run` event.
-    CheckRun,
-    /// A `check_suite` event.
-    CheckSuite,
-}
+use super::status::Report;
+use crate::domain::{CiSource, StatusRecord};
+use crate::github::payloads::{
+    Account, CheckRunEvent, CheckSuiteEvent, Progress, WorkflowRunEvent,
+};
 
 /// A completed result, as the relay records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +33,36 @@ pub struct CiResult {
     /// GitHub's id for it (orders updates of the same second).
     pub id: u64,
     /// Which event it came from.
-    pub source: Source,
+    pub source: CiSource,
+    /// Who caused the event.
+    pub sender: Option<String>,
+}
+
+impl CiResult {
+    /// The result as the relay records and judges it. Check events never name the deploy
+    /// branch, so whether the commit counts is found out when the result could decide.
+    pub fn into_report(self, delivery_id: &str) -> Report {
+        Report {
+            record: StatusRecord {
+                sha: self.sha,
+                context: self.context,
+                state: self.state.to_string(),
+                target_url: self.url,
+                description: None,
+                sender: self.sender,
+                updated_at: self.updated_at.timestamp(),
+                status_id: self.id,
+                delivery_id: delivery_id.to_string(),
+                source: self.source,
+            },
+            commit_message: self.commit_message,
+            names_deploy: false,
+        }
+    }
+}
+
+fn login(sender: &Option<Account>) -> Option<String> {
+    sender.as_ref().map(|account| account.login.clone())
 }
 
 /// The state a conclusion stands for; `None` for a conclusion GitHub may add later.
@@ -70,7 +92,8 @@ pub fn from_workflow_run(event: &WorkflowRunEvent) -> Option<CiResult> {
         commit_message: run.head_commit.as_ref().map(|c| c.message.clone()),
         updated_at: run.updated_at,
         id: run.progress.id,
-        source: Source::WorkflowRun,
+        source: CiSource::WorkflowRun,
+        sender: login(&event.sender),
     })
 }
 
@@ -86,7 +109,8 @@ pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
         commit_message: None,
         updated_at: run.completed_at?,
         id: run.progress.id,
-        source: Source::CheckRun,
+        source: CiSource::CheckRun,
+        sender: login(&event.sender),
     })
 }
 
@@ -104,7 +128,8 @@ pub fn from_check_suite(event: &CheckSuiteEvent) -> Option<CiResult> {
         commit_message: suite.head_commit.as_ref().map(|c| c.message.clone()),
         updated_at: suite.updated_at,
         id: suite.progress.id,
-        source: Source::CheckSuite,
+        source: CiSource::CheckSuite,
+        sender: login(&event.sender),
     })
 }
 

@@ -199,6 +199,8 @@ mod tests {
             title: "Codertocat: Blacklist example\\.com".into(),
             html_url: "https://github.com/Charcoal-SE/SmokeDetector/pull/1234".into(),
             merged: false,
+            mergeable: None,
+            mergeable_state: None,
             user: Some(Account {
                 login: "SmokeDetector".into(),
             }),

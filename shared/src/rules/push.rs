@@ -141,6 +141,7 @@ mod tests {
             before: "b".repeat(40),
             after: after.into(),
             deleted,
+            head_commit: None,
             repository: Repository {
                 full_name: "Charcoal-SE/SmokeDetector".into(),
             },
@@ -234,6 +235,7 @@ mod tests {
             ahead_by: 0,
             behind_by: 0,
             commits: Vec::new(),
+            merge_base_commit: None,
         };
         assert_eq!(
             judge_deploy_head(&compared("identical")),

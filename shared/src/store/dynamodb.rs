@@ -17,6 +17,9 @@
 //! | client cursor   | `cursor`            | `client#<name>`    | conditional: only forward       |
 //! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently  |
 //!
+//! A latest-status item holds statuses and GitHub Actions results alike; its `source`
+//! attribute says which event reported it (none: a status, as version one wrote it).
+//!
 //! One query (`pk = commit#<sha>`) gives everything known about a commit. Connections live
 //! in their own table (`CONNECTIONS_TABLE`, key `connection_id`, TTL `expires_at`) because
 //! broadcasting scans it and should scan nothing else.
@@ -261,6 +264,7 @@ impl Commits for DynamoStore {
             ("updated_at", n(status.updated_at)),
             ("status_id", n(status.status_id as i64)),
             ("delivery_id", s(&status.delivery_id)),
+            ("source", s(status.source.as_str())),
             (TTL_ATTRIBUTE, n(status.updated_at + ttl::STATUS)),
         ]);
         put_optional(&mut item, "target_url", &status.target_url);
@@ -300,6 +304,7 @@ impl Commits for DynamoStore {
                     updated_at: number(item, "updated_at")?,
                     status_id: number(item, "status_id")? as u64,
                     delivery_id: text(item, "delivery_id")?,
+                    source: ci_source(item)?,
                 })
             })
             .collect()
@@ -852,6 +857,15 @@ fn put_optional(item: &mut Item, name: &str, value: &Option<String>) {
 fn text(item: &Item, name: &str) -> Result<String, StoreError> {
     optional_text(item, name)
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a string")))
+}
+
+/// A status item's source; items version one wrote have none and are statuses.
+fn ci_source(item: &Item) -> Result<CiSource, StoreError> {
+    match optional_text(item, "source") {
+        None => Ok(CiSource::Status),
+        Some(name) => CiSource::parse(&name)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown CI source {name:?}"))),
+    }
 }
 
 fn optional_text(item: &Item, name: &str) -> Option<String> {

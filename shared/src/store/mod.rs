@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::{
-    ClaimRecord, ClaimState, ClientKey, HistoryEntry, HistoryOutcome, OutboxEntry, StatusRecord,
-    Verdict, VerdictRecord, supersedes,
+    CiSource, ClaimRecord, ClaimState, ClientKey, HistoryEntry, HistoryOutcome, OutboxEntry,
+    StatusRecord, Verdict, VerdictRecord, supersedes,
 };
 
 /// How long each kind of item is kept, in seconds. DynamoDB deletes expired items lazily,

@@ -1,0 +1,180 @@
+//! Deciding a commit and telling Smokey, once: shared by the status route (a CI result
+//! arrived) and the push route (deploy moved to a commit whose results were recorded).
+
+use std::time::Duration;
+
+use super::Effects;
+use super::claims::{self, ClaimHandle};
+use super::webhook::Failure;
+use crate::domain::{Verdict, VerdictRecord};
+use crate::notify::SmokeyMessage;
+use crate::rules::status::{self as rules, Decided, Report, StatusDecision, VerdictTurn};
+use crate::store::VerdictClaim;
+
+/// How long a delivery waits for another one posting the same mirrored status.
+const WAIT_FOR_MIRROR: Duration = Duration::from_secs(5);
+
+/// Decides the commit of a result that was just recorded, and sends the verdict if this
+/// decides it. Whether the commit is deploy's head is settled only when the result would
+/// decide it: by the payload, the relay's deploy record, or else one read of the branch.
+pub(crate) async fn judge(
+    fx: &Effects,
+    delivery_id: &str,
+    report: &Report,
+) -> Result<String, Failure> {
+    let sha = &report.record.sha;
+    let latest = match fx.config.required_contexts.is_empty() {
+        true => Vec::new(),
+        false => fx.store.latest_statuses(sha).await?,
+    };
+    let decided = match rules::decide(&report.record, &latest, &fx.config) {
+        StatusDecision::Undecided(reason) => return Ok(reason),
+        StatusDecision::Decided(decided) => decided,
+    };
+    if !report.names_deploy && !fx.store.is_deployed(sha).await? {
+        let deploy = &fx.config.deploy_branch;
+        let head = fx
+            .retry
+            .run("read the deploy branch", || fx.github.branch_head(deploy))
+            .await
+            .map_err(|e| super::github_failure(format!("could not read {deploy}"), &e))?;
+        if head != *sha {
+            return Ok(format!(
+                "Not a commit on {deploy} (its head is {head}); recorded only"
+            ));
+        }
+    }
+    send_once(fx, delivery_id, sha, decided, report.commit_message.clone()).await
+}
+
+/// Decides a commit deploy has just moved to from the results recorded before, and sends
+/// the verdict if they decide it.
+pub(crate) async fn judge_deployed(
+    fx: &Effects,
+    delivery_id: &str,
+    sha: &str,
+    commit_message: Option<String>,
+) -> Result<String, Failure> {
+    let latest = fx.store.latest_statuses(sha).await?;
+    match rules::decide_recorded(&latest, &fx.config) {
+        StatusDecision::Undecided(reason) => Ok(format!("CI has not decided it: {reason}")),
+        StatusDecision::Decided(decided) => {
+            send_once(fx, delivery_id, sha, decided, commit_message).await
+        }
+    }
+}
+
+/// Sends a commit's verdict at most once per commit, and at least once: the delivery that
+/// claims the verdict sends it (and mirrors it), and a retry of that delivery (or any
+/// delivery once the claim is old) sends it again if it was never marked sent.
+async fn send_once(
+    fx: &Effects,
+    delivery_id: &str,
+    sha: &str,
+    decided: Decided,
+    commit_message: Option<String>,
+) -> Result<String, Failure> {
+    let commit_message = match commit_message {
+        Some(message) => message,
+        None => fx
+            .retry
+            .run("read the commit", || fx.github.commit_message(sha))
+            .await
+            .map_err(|e| super::github_failure(format!("could not read commit {sha}"), &e))?,
+    };
+    let claim = VerdictRecord {
+        verdict: Verdict {
+            sha: sha.to_string(),
+            state: decided.state.clone(),
+            ci_url: decided.ci_url.clone(),
+            commit_message,
+        },
+        delivery_id: delivery_id.to_string(),
+        claimed_at: fx.clock.now(),
+        notified_at: None,
+    };
+    let held = match fx.store.claim_verdict(&claim).await? {
+        VerdictClaim::Claimed => None,
+        VerdictClaim::Taken(held) => Some(held),
+    };
+    let verdict = match rules::verdict_turn(held, claim) {
+        VerdictTurn::Send(verdict) => verdict,
+        VerdictTurn::SentAlready(held) => {
+            return Ok(format!(
+                "Commit {} was decided already ({}); not sent again",
+                held.verdict.sha, held.verdict.state
+            ));
+        }
+        VerdictTurn::Sending(held) => {
+            return Ok(format!(
+                "Commit {} was decided by delivery {}, which is sending it",
+                held.verdict.sha, held.delivery_id
+            ));
+        }
+    };
+    let sent = super::say(
+        fx.notifier.as_ref(),
+        SmokeyMessage::CommitStatus(verdict.clone()),
+    )
+    .await?;
+    let mirrored = mirror(fx, delivery_id, &verdict, decided).await?;
+    fx.store
+        .mark_verdict_notified(&verdict.sha, fx.clock.now())
+        .await?;
+    Ok(format!(
+        "Sent commit_status {} for {} to {sent} connection(s){mirrored}",
+        verdict.state, verdict.sha
+    ))
+}
+
+/// Posts the verdict as a commit status of `MIRROR_STATUS_CONTEXT`, once per commit. It is
+/// posted before the verdict is marked sent, so a crash in between is retried; the claim
+/// keeps a retry from posting it twice. GitHub refusing it for good is logged and does not
+/// hold back the verdict.
+async fn mirror(
+    fx: &Effects,
+    delivery_id: &str,
+    verdict: &Verdict,
+    decided: Decided,
+) -> Result<String, Failure> {
+    let Some(context) = &fx.config.mirror_status_context else {
+        return Ok(String::new());
+    };
+    // A retry sends the verdict claimed first; the contexts are this delivery's.
+    let contexts = match decided.state == verdict.state {
+        true => decided.contexts,
+        false => Vec::new(),
+    };
+    let status = rules::mirror_status(
+        &Decided {
+            state: verdict.state.clone(),
+            ci_url: verdict.ci_url.clone(),
+            contexts,
+        },
+        context,
+    );
+    let claim = ClaimHandle::new(
+        fx.store.as_ref(),
+        fx.clock.as_ref(),
+        format!("mirror/{}", verdict.sha),
+        delivery_id,
+    );
+    let posted = claims::once(&claim, WAIT_FOR_MIRROR, "Mirroring the verdict", || async {
+        fx.retry
+            .run("post the mirrored status", || {
+                fx.github.create_status(&verdict.sha, &status)
+            })
+            .await
+            .map(|()| format!("mirrored as {context}"))
+            .map_err(|e| super::github_failure(format!("could not post {context}"), &e))
+    })
+    .await;
+    match posted {
+        Err(Failure::Permanent(reason)) => {
+            tracing::warn!(sha = %verdict.sha, %reason, "mirrored status refused");
+            Ok(format!("; not mirrored: {reason}"))
+        }
+        Ok(done) => Ok(format!("; {done}")),
+        Err(failure) => Err(failure),
+    }
+}
