@@ -260,24 +260,6 @@ async fn a_modified_base_is_retried_until_it_merges(backend: Backend) {
     assert_eq!(h.chat(), [MERGED]);
 }
 
-async fn a_conflict_is_reported_with_githubs_reason(backend: Backend) {
-    let h = harness(backend).await;
-    h.github.answer("GET", PULL, 200, bot_pull()).await;
-    h.github
-        .answer("PUT", MERGE, 405, api_fixture("pulls-merge.405.json"))
-        .await;
-    let answer = h.approve("d1", &approval()).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(h.merges().await.len(), 1);
-    assert_eq!(
-        h.chat(),
-        [
-            "Could not merge SmokeDetector [#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234): Pull Request is not mergeable"
-        ]
-    );
-    assert_eq!(h.outcomes(&pull_stream(1234)).await, ["refused"]);
-}
-
 async fn a_server_error_after_a_merge_is_not_merged_twice(backend: Backend) {
     let h = harness(backend).await;
     let mut merged = bot_pull();
@@ -574,7 +556,12 @@ async fn a_refusal_that_could_not_be_said_is_said_by_the_redelivery(backend: Bac
     let h = harness(backend).await;
     h.github.answer("GET", PULL, 200, bot_pull()).await;
     h.github
-        .answer("PUT", MERGE, 405, api_fixture("pulls-merge.405.json"))
+        .answer(
+            "PUT",
+            MERGE,
+            405,
+            error_body("Merge commits are not allowed on this repository."),
+        )
         .await;
     h.notifier.failing.store(true, Ordering::SeqCst);
     let failed = h.approve("d1", &approval()).await;
@@ -585,7 +572,7 @@ async fn a_refusal_that_could_not_be_said_is_said_by_the_redelivery(backend: Bac
     assert_eq!(
         h.chat(),
         [
-            "Could not merge SmokeDetector [#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234): Pull Request is not mergeable"
+            "Could not merge SmokeDetector [#1234](https://github.com/Charcoal-SE/SmokeDetector/pull/1234): Merge commits are not allowed on this repository."
         ]
     );
     let again = h.approve("d2", &approval()).await;
@@ -631,7 +618,6 @@ on_both_stores!(
     an_already_merged_pr_is_left_alone,
     a_moved_head_409_is_recorded_not_merged,
     a_modified_base_is_retried_until_it_merges,
-    a_conflict_is_reported_with_githubs_reason,
     a_server_error_after_a_merge_is_not_merged_twice,
     github_down_fails_the_delivery_for_a_redelivery,
     duplicate_and_concurrent_approvals_merge_once,

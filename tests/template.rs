@@ -213,7 +213,12 @@ fn each_function_gets_the_settings_its_configuration_requires() {
         ),
         (
             "github-pull-request",
-            [webhook.as_slice(), github.as_slice()].concat(),
+            [
+                webhook.as_slice(),
+                github.as_slice(),
+                &["MERGE_COMMITTER_NAME", "MERGE_COMMITTER_EMAIL"],
+            ]
+            .concat(),
         ),
         ("ws-connect", sockets.to_vec()),
         ("ws-disconnect", sockets.to_vec()),

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::github::api::Person;
+
 /// A setting that is missing or unusable. Its `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -91,7 +93,13 @@ pub struct RelayConfig {
     /// `MIRROR_STATUS_CONTEXT`: each verdict is also posted as a commit status of this
     /// context (for tools that read only statuses); `None` (the default) posts nothing.
     pub mirror_status_context: Option<String>,
+    /// `MERGE_COMMITTER_NAME` and `MERGE_COMMITTER_EMAIL`: who commits a union merge.
+    pub merge_committer: Person,
 }
+
+/// Who commits the merges the relay builds itself, unless configured.
+pub const DEFAULT_MERGE_COMMITTER: (&str, &str) =
+    ("build-relay", "build-relay@users.noreply.github.com");
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -104,6 +112,10 @@ impl Default for RelayConfig {
             approval_senders: Vec::new(),
             required_contexts: Vec::new(),
             mirror_status_context: None,
+            merge_committer: Person {
+                name: DEFAULT_MERGE_COMMITTER.0.into(),
+                email: DEFAULT_MERGE_COMMITTER.1.into(),
+            },
         }
     }
 }
@@ -139,6 +151,20 @@ impl RelayConfig {
                 ),
             });
         }
+        let merge_committer = Person {
+            name: env
+                .get("MERGE_COMMITTER_NAME")
+                .unwrap_or(defaults.merge_committer.name),
+            email: env
+                .get("MERGE_COMMITTER_EMAIL")
+                .unwrap_or(defaults.merge_committer.email),
+        };
+        if !merge_committer.email.contains('@') {
+            return Err(ConfigError::Invalid {
+                name: "MERGE_COMMITTER_EMAIL",
+                reason: format!("{:?} is not an email address", merge_committer.email),
+            });
+        }
         Ok(Self {
             repository,
             source_branch: env.get("SOURCE_BRANCH").unwrap_or(defaults.source_branch),
@@ -150,6 +176,7 @@ impl RelayConfig {
             approval_senders: list(env.get("APPROVAL_SENDERS")),
             required_contexts,
             mirror_status_context,
+            merge_committer,
         })
     }
 
@@ -387,6 +414,27 @@ mod tests {
         .unwrap();
         assert_eq!(config.required_contexts, ["ci/circleci", "build"]);
         assert_eq!(config.approval_senders, ["pullapprove[bot]"]);
+    }
+
+    #[test]
+    fn the_merge_committer_has_a_default_and_needs_an_email_address() {
+        let config = RelayConfig::from_source(&env(&[])).unwrap();
+        assert_eq!(
+            (
+                config.merge_committer.name.as_str(),
+                config.merge_committer.email.as_str()
+            ),
+            DEFAULT_MERGE_COMMITTER
+        );
+        let set = RelayConfig::from_source(&env(&[
+            ("MERGE_COMMITTER_NAME", "Smoke Relay"),
+            ("MERGE_COMMITTER_EMAIL", "relay@example.org"),
+        ]))
+        .unwrap();
+        assert_eq!(set.merge_committer.name, "Smoke Relay");
+        let bad =
+            RelayConfig::from_source(&env(&[("MERGE_COMMITTER_EMAIL", "nobody")])).unwrap_err();
+        assert!(bad.to_string().contains("MERGE_COMMITTER_EMAIL"), "{bad}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod cable_client;
 pub mod fake_github;
 pub mod fake_metasmoke;
+pub mod fake_repo;
 pub mod runtime_api;
 
 use std::path::PathBuf;

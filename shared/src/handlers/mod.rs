@@ -6,6 +6,7 @@ pub mod keepalive;
 pub mod pull_request;
 pub mod push;
 pub mod status;
+pub mod union_merge;
 pub mod verdict;
 pub mod webhook;
 pub mod ws;

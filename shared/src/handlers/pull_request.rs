@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::claims::{ClaimHandle, Taken};
+use super::union_merge::{self, UnionEnd};
 use super::webhook::{Endpoint, Failure, Plan, Route, Webhook};
 use crate::answer::Answer;
 use crate::domain::HistoryOutcome;
@@ -24,6 +25,11 @@ use crate::store::{ClaimRecord, ClaimState};
 
 /// How long a delivery waits for another one that holds the merge of the same PR.
 const WAIT_FOR_HOLDER: Duration = Duration::from_secs(5);
+
+/// How often, and how far apart, a union-merged pull request is read until GitHub marks it
+/// merged (GitHub notices a head that reached the base branch within moments).
+const MARKED_MERGED_READS: u32 = 5;
+const MARKED_MERGED_WAIT: Duration = Duration::from_millis(400);
 
 /// What the two routes share.
 pub type PullRequests = super::Effects;
@@ -237,9 +243,10 @@ enum Step {
     End(ClaimState, String),
 }
 
-/// How the merge request itself ended.
+/// How the merge itself ended.
 enum MergeEnd {
-    Merged(String),
+    /// Merged: the merge commit, and whether the relay built it with the union driver.
+    Merged { sha: String, union: bool },
     Refused {
         outcome: HistoryOutcome,
         reason: String,
@@ -341,8 +348,9 @@ impl Merging<'_> {
                 Ok(Step::End(ClaimState::Refused, reason))
             }
             PullCheck::Merge => match self.merge(pr).await? {
-                MergeEnd::Merged(merge_sha) => {
-                    let detail = json!({ "merge_sha": merge_sha, "branch": pr.head.name });
+                MergeEnd::Merged { sha, union } => {
+                    let detail =
+                        json!({ "merge_sha": sha, "branch": pr.head.name, "union": union });
                     record(HistoryOutcome::Merged, detail).await?;
                     Ok(Step::Next(ClaimState::Merged))
                 }
@@ -374,14 +382,23 @@ impl Merging<'_> {
         }
     }
 
-    /// The merge request, pinned to the approved commit, with GitHub's refusals sorted out.
+    /// The merge request, pinned to the approved commit, with GitHub's refusals sorted out;
+    /// a pull request GitHub cannot merge is merged with the union driver instead.
     async fn merge(&self, pr: &PullRequest) -> Result<MergeEnd, Failure> {
         let prs = self.prs;
+        if rules::reads_unmergeable(pr) {
+            return self.union_merge(pr).await;
+        }
         let title = rules::merge_title(pr, &prs.config);
         let (mut tries, mut server_errors) = (0, 0);
         loop {
             let error = match prs.github.merge(pr.number, &title, self.sha).await {
-                Ok(merged) => return Ok(MergeEnd::Merged(merged.sha)),
+                Ok(merged) => {
+                    return Ok(MergeEnd::Merged {
+                        sha: merged.sha,
+                        union: false,
+                    });
+                }
                 Err(error) => error,
             };
             if error.is_transient() {
@@ -398,6 +415,7 @@ impl Merging<'_> {
                     tries += 1;
                     tokio::time::sleep(wait).await;
                 }
+                AfterMergeError::NotMergeable => return self.union_merge(pr).await,
                 AfterMergeError::Refused(reason) => {
                     return Ok(MergeEnd::Refused {
                         outcome: HistoryOutcome::Refused,
@@ -408,7 +426,10 @@ impl Merging<'_> {
                     let reread = read_pull(prs, pr.number).await?;
                     match rules::check_pull(&reread, self.sha, &prs.config) {
                         PullCheck::AlreadyMerged => {
-                            return Ok(MergeEnd::Merged("(unknown: GitHub answered 5xx)".into()));
+                            return Ok(MergeEnd::Merged {
+                                sha: "(unknown: GitHub answered 5xx)".into(),
+                                union: false,
+                            });
                         }
                         PullCheck::Refuse(reason) => {
                             return Ok(MergeEnd::Refused {
@@ -430,6 +451,32 @@ impl Merging<'_> {
                 }
             }
         }
+    }
+
+    /// Builds the merge commit with the union driver and moves the base branch to it, then
+    /// waits for GitHub to mark the pull request merged: its branch is deleted only then,
+    /// since deleting it first would close the pull request unmerged.
+    async fn union_merge(&self, pr: &PullRequest) -> Result<MergeEnd, Failure> {
+        let sha = match union_merge::union_merge(self.prs, pr, self.sha).await? {
+            UnionEnd::Refused(reason) => {
+                return Ok(MergeEnd::Refused {
+                    outcome: HistoryOutcome::Refused,
+                    reason,
+                });
+            }
+            UnionEnd::Merged(sha) => sha,
+        };
+        for _ in 0..MARKED_MERGED_READS {
+            if read_pull(self.prs, pr.number).await?.merged {
+                return Ok(MergeEnd::Merged { sha, union: true });
+            }
+            tokio::time::sleep(MARKED_MERGED_WAIT).await;
+        }
+        Err(Failure::transient(format!(
+            "#{} is in {} as {sha}, but GitHub has not marked it merged yet; a redelivery \
+             announces it and deletes its branch",
+            pr.number, self.prs.config.source_branch
+        )))
     }
 
     /// Deletes the head branch; one that is gone already counts as deleted.

@@ -98,6 +98,11 @@ pub fn check_pull(pr: &PullRequest, approved_sha: &str, config: &RelayConfig) ->
     PullCheck::Refuse(refusal)
 }
 
+/// Whether GitHub says, on re-reading the pull request, that it cannot merge it (conflicts).
+pub fn reads_unmergeable(pr: &PullRequest) -> bool {
+    pr.mergeable == Some(false) || pr.mergeable_state.as_deref() == Some("dirty")
+}
+
 /// `Merge pull request #<N> from <owner>/<head-ref> --autopull`: the `--autopull` makes
 /// Smokey pull once CI passes on the merge commit.
 pub fn merge_title(pr: &PullRequest, config: &RelayConfig) -> String {
@@ -126,6 +131,8 @@ pub enum AfterMergeError {
     HeadMoved,
     /// 405 "Base branch was modified": ask again after this wait.
     RetryAfter(Duration),
+    /// 405 "not mergeable" (conflicts): build the merge with the union driver instead.
+    NotMergeable,
     /// GitHub will not merge it (another 405, a 404 or 422): record it and say why.
     Refused(String),
     /// A 5xx or no answer: the merge may have happened. Re-read before anything else.
@@ -146,6 +153,11 @@ pub fn after_merge_error(error: &GitHubError, tries: u32, server_errors: u32) ->
             true => AfterMergeError::RetryAfter(Duration::from_millis(250 << (tries + 1))),
             false => AfterMergeError::GiveUp,
         };
+    }
+    if error.is(StatusCode::METHOD_NOT_ALLOWED)
+        && error.message.to_ascii_lowercase().contains("not mergeable")
+    {
+        return AfterMergeError::NotMergeable;
     }
     if [
         StatusCode::METHOD_NOT_ALLOWED,
@@ -328,7 +340,7 @@ mod tests {
         );
         assert_eq!(
             after_merge_error(&error(405, "Pull Request is not mergeable"), 0, 0),
-            AfterMergeError::Refused("Pull Request is not mergeable".into())
+            AfterMergeError::NotMergeable
         );
         assert_eq!(
             after_merge_error(&error(404, "Not Found"), 0, 0),

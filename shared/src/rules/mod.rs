@@ -5,3 +5,4 @@ pub mod claim;
 pub mod merge;
 pub mod push;
 pub mod status;
+pub mod union;
