@@ -178,7 +178,8 @@ async fn build(
     Ok(Built::Commit(commit))
 }
 
-/// A commit's tree sha and its blobs by path; `None` when GitHub truncated the listing.
+/// A commit's tree sha and its entries by path (files, symlinks and submodules; not the
+/// directories); `None` when GitHub truncated the listing.
 async fn files(fx: &Effects, commit: &str) -> Result<Option<(String, Files)>, Failure> {
     let tree = call(fx, format!("read the tree of {commit}"), || {
         fx.github.tree(commit)
@@ -190,7 +191,7 @@ async fn files(fx: &Effects, commit: &str) -> Result<Option<(String, Files)>, Fa
     let files = tree
         .tree
         .into_iter()
-        .filter(|item| item.kind == "blob")
+        .filter(|item| item.kind != "tree")
         .filter_map(|item| {
             Some((
                 item.path,
@@ -209,10 +210,12 @@ async fn blob(fx: &Effects, sha: &str) -> Result<Vec<u8>, Failure> {
 }
 
 fn tree_item(path: String, entry: Option<Entry>) -> TreeItem {
+    let mode = entry.as_ref().map_or("100644".into(), |e| e.mode.clone());
     TreeItem {
         path,
-        mode: entry.as_ref().map_or("100644".into(), |e| e.mode.clone()),
-        kind: "blob".into(),
+        // A submodule is a commit entry; files and symlinks are blobs.
+        kind: if mode == "160000" { "commit" } else { "blob" }.into(),
+        mode,
         sha: entry.map(|e| e.sha),
     }
 }

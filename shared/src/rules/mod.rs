@@ -4,5 +4,6 @@ pub mod checks;
 pub mod claim;
 pub mod merge;
 pub mod push;
+pub mod reconcile;
 pub mod status;
 pub mod union;

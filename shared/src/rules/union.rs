@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A blob in a tree: its mode (`100644`, `100755`, ...) and its sha.
+/// An entry of a tree: its mode (`100644`, `100755`, `120000`, `160000`) and its object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Git's file mode.
@@ -14,7 +14,8 @@ pub struct Entry {
     pub sha: String,
 }
 
-/// Every blob of a commit's tree by path, as GitHub's recursive trees API lists them.
+/// Every entry of a commit's tree but its directories, by path, as GitHub's recursive trees
+/// API lists them.
 pub type Files = BTreeMap<String, Entry>;
 
 /// Git's regular file modes; anything else (symlinks, submodules) is never merged here.
