@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/moto.sh
 
-FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive)
+FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=(intake cold_start size fanout throughput)
 wants() { [[ " ${selected[*]} " == *" $1 "* ]]; }

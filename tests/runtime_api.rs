@@ -115,6 +115,7 @@ const COVERED: &[&str] = &[
     "ws-message/unsubscribe.json",
     "ws-message/junk.json",
     "ws-keepalive/schedule.json",
+    "reconcile/schedule.json",
 ];
 
 fn status_code(answer: &Value) -> i64 {
@@ -422,6 +423,44 @@ async fn ws_keepalive_pings_every_connection() {
         json!({ "rounds": 2, "sent": 2, "gone": 0, "failed": 0, "stale_rounds": 0 })
     );
     assert!(world.posted().await.iter().all(|f| f["type"] == "ping"));
+}
+
+/// A reconcile pass through the Lambda Runtime API, against a stateful GitHub where master
+/// moved and no push webhook came: deploy follows, and the subscriber hears of it.
+#[tokio::test]
+async fn reconcile_moves_a_deploy_left_behind() {
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let repo = integration_tests::fake_repo::FakeRepo::start(&[("README.md", "hello\n")]).await;
+    let first = repo.head("master").unwrap();
+    repo.set_branch("deploy", &first);
+    let head = repo.commit(
+        "master",
+        &[("README.md", Some("hello again\n"))],
+        "Merge pull request #1 from Charcoal-SE/x --autopull",
+    );
+    let answer = world
+        .invoke(
+            "reconcile",
+            "reconcile/schedule.json",
+            &[("GITHUB_API_URL", repo.server.uri())],
+        )
+        .await;
+    assert_eq!(answer["skipped"], Value::Null, "{answer}");
+    assert!(
+        answer["done"][0]
+            .as_str()
+            .unwrap()
+            .contains("deploy behind master"),
+        "{answer}"
+    );
+    assert_eq!(repo.head("deploy").unwrap(), head);
+    let frames = world.posted().await;
+    assert_eq!(
+        frames[0]["message"]["deploy_updated"]["after"],
+        head.as_str()
+    );
+    assert!(answer["github_calls"].as_u64().unwrap() >= 4, "{answer}");
 }
 
 #[tokio::test]

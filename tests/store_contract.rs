@@ -203,6 +203,43 @@ async fn a_verdict_is_claimed_once(backend: Backend) {
         panic!("still taken");
     };
     assert_eq!(existing.notified_at, Some(NOW + 5));
+    let read = store.verdict(&first.verdict.sha).await.unwrap().unwrap();
+    assert_eq!(
+        (read.verdict, read.notified_at),
+        (first.verdict, Some(NOW + 5))
+    );
+    assert_eq!(store.verdict("unknown").await.unwrap(), None);
+}
+
+async fn stalls_are_kept_until_removed(backend: Backend) {
+    let store = store(backend).await;
+    assert!(store.stalls().await.unwrap().is_empty());
+    let watched = Stall {
+        since: NOW,
+        alerted: false,
+    };
+    store.put_stall("approved/7", &watched).await.unwrap();
+    store.put_stall("deploy-differs", &watched).await.unwrap();
+    let alerted = Stall {
+        alerted: true,
+        ..watched
+    };
+    store.put_stall("approved/7", &alerted).await.unwrap();
+    let mut stalls = store.stalls().await.unwrap();
+    stalls.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        stalls,
+        vec![
+            ("approved/7".to_string(), alerted),
+            ("deploy-differs".to_string(), watched),
+        ]
+    );
+    store.remove_stall("approved/7").await.unwrap();
+    store.remove_stall("never-there").await.unwrap();
+    assert_eq!(
+        store.stalls().await.unwrap(),
+        vec![("deploy-differs".to_string(), watched)]
+    );
 }
 
 async fn concurrent_claims_have_one_winner(backend: Backend) {
@@ -563,6 +600,7 @@ on_both_stores!(
     deploy_marks_are_remembered,
     connections_subscribe_and_expire,
     client_keys_are_named_hashes,
+    stalls_are_kept_until_removed,
 );
 
 #[tokio::test]

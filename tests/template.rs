@@ -178,6 +178,22 @@ fn every_route_of_the_design_exists() {
         schedule["Properties"]["ScheduleExpression"],
         "rate(1 minute)"
     );
+    let (_, reconcile) = &functions["reconcile"];
+    let schedule = reconcile["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(
+        show(&schedule["Properties"]["ScheduleExpression"]),
+        "!Sub rate(${ReconcileMinutes} minutes)"
+    );
+    let minutes = &template["Parameters"]["ReconcileMinutes"];
+    assert_eq!(
+        (minutes["Default"].as_u64(), minutes["MinValue"].as_u64()),
+        (Some(5), Some(2))
+    );
 }
 
 #[test]
@@ -225,6 +241,19 @@ fn each_function_gets_the_settings_its_configuration_requires() {
         (
             "ws-message",
             [sockets.as_slice(), &["REPLAY_WINDOW_SECONDS"]].concat(),
+        ),
+        (
+            "reconcile",
+            [
+                sockets.as_slice(),
+                github.as_slice(),
+                &[
+                    "GITHUB_REPOSITORY",
+                    "STALL_ALERT_MINUTES",
+                    "REQUIRED_CONTEXTS",
+                ],
+            ]
+            .concat(),
         ),
         (
             "ws-keepalive",

@@ -58,6 +58,8 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         bridge: None,
         bridge_timings: Default::default(),
         post_latency: Duration::ZERO,
+        reconcile_interval: Duration::ZERO,
+        stall_after_seconds: 15 * 60,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -261,8 +263,10 @@ fn shorten(frame: &str) -> String {
 mod demo_github {
     use async_trait::async_trait;
     use build_relay::github::api::{
-        Comparison, GitHub, GitHubError, Merged, NewCommit, NewStatus, PullRequest, Tree, TreeItem,
+        CommitStatus, Comparison, GitHub, GitHubError, Merged, NewCommit, NewStatus, OpenPull,
+        PullRequest, RateLimit, Tree, TreeItem,
     };
+    use build_relay::github::payloads::CheckRun;
 
     pub struct DemoGitHub {
         pull: PullRequest,
@@ -340,6 +344,18 @@ mod demo_github {
         }
         async fn create_commit(&self, _: &NewCommit) -> Result<String, GitHubError> {
             Err(not_in_demo("write"))
+        }
+        async fn rate_limit(&self) -> Result<RateLimit, GitHubError> {
+            Err(not_in_demo("read the rate limit"))
+        }
+        async fn combined_status(&self, _: &str) -> Result<Vec<CommitStatus>, GitHubError> {
+            Err(not_in_demo("read statuses"))
+        }
+        async fn check_runs(&self, _: &str) -> Result<Vec<CheckRun>, GitHubError> {
+            Err(not_in_demo("read check runs"))
+        }
+        async fn open_pulls(&self) -> Result<Vec<OpenPull>, GitHubError> {
+            Err(not_in_demo("list pull requests"))
         }
     }
 }

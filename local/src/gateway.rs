@@ -18,6 +18,7 @@ use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::keepalive::Keepalive;
 use build_relay::handlers::pull_request::PullRequestRoutes;
 use build_relay::handlers::push::PushHook;
+use build_relay::handlers::reconcile::Reconcile;
 use build_relay::handlers::status::StatusHook;
 use build_relay::handlers::webhook::{Endpoint, Webhook};
 use build_relay::handlers::ws::Sockets;
@@ -50,6 +51,10 @@ pub struct GatewayOptions {
     /// Added to every @connections post, to stand in for API Gateway's latency in
     /// benchmarks; zero otherwise.
     pub post_latency: Duration,
+    /// `RECONCILE_SECONDS`: a reconcile pass at start and then this often; zero: none.
+    pub reconcile_interval: Duration,
+    /// `STALL_ALERT_MINUTES`, in seconds.
+    pub stall_after_seconds: i64,
 }
 
 /// What the routes share.
@@ -71,8 +76,8 @@ pub struct Running {
     app: Arc<App>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
-    keepalive: JoinHandle<()>,
-    bridge: Option<JoinHandle<()>>,
+    /// The keepalive, and the bridge and reconcile passes when configured.
+    background: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +133,9 @@ impl Gateway {
             },
             status: relay.status_hook(Arc::clone(&options.github)),
             push: relay.push_hook(Arc::clone(&options.github)),
-            pulls: relay.pull_request_routes(options.github),
+            pulls: relay.pull_request_routes(Arc::clone(&options.github)),
         });
+        let effects = relay.effects(options.github);
 
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, router(&app), async move {
@@ -150,7 +156,23 @@ impl Gateway {
             interval: options.ping_interval,
             clock,
         };
-        let keepalive = tokio::spawn(async move { keepalive.run_forever().await });
+        let mut background = vec![tokio::spawn(async move { keepalive.run_forever().await })];
+        background.extend(bridge);
+        if !options.reconcile_interval.is_zero() {
+            let reconcile = Reconcile {
+                effects: Arc::new(effects),
+                stall_after_seconds: options.stall_after_seconds,
+            };
+            let interval = options.reconcile_interval;
+            background.push(tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    reconcile.pass().await;
+                }
+            }));
+        }
         tracing::info!(%addr, "relay-local serving");
         Ok(Running {
             addr,
@@ -158,8 +180,7 @@ impl Gateway {
             app,
             shutdown,
             server,
-            keepalive,
-            bridge,
+            background,
         })
     }
 }
@@ -208,11 +229,8 @@ impl Running {
     /// and the frames they send: @connections keeps serving meanwhile), the pings stop,
     /// every WebSocket gets a close frame with 1001 "going away", then the server drains.
     pub async fn stop(self) {
-        if let Some(bridge) = &self.bridge {
-            bridge.abort();
-        }
         self.app.deliveries.drain(server::DRAIN_TIMEOUT).await;
-        self.keepalive.abort();
+        self.stop_background();
         let closing = self
             .app
             .peers
@@ -238,12 +256,15 @@ impl Running {
                 Ok(())
             }
             result = &mut self.server => {
-                self.keepalive.abort();
-                if let Some(bridge) = &self.bridge {
-                    bridge.abort();
-                }
+                self.stop_background();
                 result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
+        }
+    }
+
+    fn stop_background(&self) {
+        for task in &self.background {
+            task.abort();
         }
     }
 }

@@ -10,9 +10,13 @@ use build_relay::config::{
     self, BridgeConfig, ProcessEnv, RelayConfig, Secret, Tables, WebhookSecrets,
 };
 
+use build_relay::broadcast::{Broadcaster, ManagementApi};
 use build_relay::github::GitHub;
 use build_relay::github::dry_run::DryRun;
 use build_relay::github::octocrab_client::OctocrabGitHub;
+use build_relay::github::retry::RetryPolicy;
+use build_relay::handlers::Effects;
+use build_relay::handlers::reconcile::Reconcile;
 use build_relay::secrets::{self, SecretReader};
 use build_relay::store::Store;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
@@ -45,7 +49,22 @@ enum Command {
     /// METASMOKE_BRIDGE_SKIP (default commit_status,deploy_updated); METASMOKE_ORIGIN sets
     /// the Origin header. Logs are JSON lines on stdout. SIGTERM or Ctrl-C stops it
     /// gracefully.
+    ///
+    /// A reconcile pass runs at start and every RECONCILE_SECONDS (default 300; 0 turns it
+    /// off), with stall alerts after STALL_ALERT_MINUTES (default 15).
     Serve(ServeArgs),
+    /// Run one reconcile pass and print its report as JSON: heal what lost webhooks left
+    /// behind (deploy behind master, a deploy head without a verdict, an approved bot PR
+    /// not merged) and raise or clear stall alerts.
+    ///
+    /// Settings as for serve, plus WEBSOCKET_ENDPOINT: the @connections API the messages
+    /// go to (API Gateway's, with --dynamodb and the stack's tables; or a running
+    /// relay-local serve's, http://127.0.0.1:3000, whose store this must then share:
+    /// --dynamodb, since two processes cannot share a --state file). GitHub as for serve.
+    Reconcile {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Start a gateway, subscribe a client as SmokeDetector does, replay signed deliveries,
     /// and print what the client receives. Needs nothing set up.
     Demo {
@@ -125,6 +144,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Demo { listen } => relay_local::demo::run(listen).await,
         Command::Keys { action, store } => manage_keys(action, store).await,
+        Command::Reconcile { store } => reconcile_once(store).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,6 +186,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         bridge,
         bridge_timings: Default::default(),
         post_latency: Duration::ZERO,
+        reconcile_interval: config::reconcile_interval(&ProcessEnv).map_err(|e| e.to_string())?,
+        stall_after_seconds: config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -175,6 +197,48 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         running.cable_url()
     );
     running.until_interrupted().await.map_err(|e| e.to_string())
+}
+
+/// One reconcile pass against the chosen store, its messages posted to WEBSOCKET_ENDPOINT.
+async fn reconcile_once(args: StoreArgs) -> Result<(), String> {
+    logging::init();
+    let relay = RelayConfig::from_source(&ProcessEnv).map_err(|e| e.to_string())?;
+    let endpoint = config::websocket_endpoint(&ProcessEnv).map_err(|e| {
+        format!(
+            "{e}: the @connections API the pass's messages go to (API Gateway's, or a running \
+             relay-local serve's, e.g. http://127.0.0.1:3000)"
+        )
+    })?;
+    let store = open_store(&args).await?;
+    let github = github(&relay).await?;
+    let clock = build_relay::clock::system();
+    let api = match endpoint.starts_with("http://127.0.0.1")
+        || endpoint.starts_with("http://localhost")
+    {
+        true => ManagementApi::local(&endpoint),
+        false => ManagementApi::new(&setup::sdk_config().await, &endpoint),
+    };
+    let notifier = Broadcaster::new(Arc::clone(&store), Arc::new(api), Arc::clone(&clock));
+    let reconcile = Reconcile {
+        effects: Arc::new(Effects {
+            config: relay,
+            store,
+            notifier: Arc::new(notifier),
+            github,
+            retry: RetryPolicy::default(),
+            clock,
+        }),
+        stall_after_seconds: config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?,
+    };
+    let report = reconcile.pass().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("a report serialises")
+    );
+    match report.skipped {
+        Some(reason) if reason.starts_with("stopped") => Err(reason),
+        _ => Ok(()),
+    }
 }
 
 /// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.

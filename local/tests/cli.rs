@@ -22,7 +22,7 @@ fn help_names_every_command() {
     let out = relay_local(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in ["serve", "demo", "keys"] {
+    for command in ["serve", "demo", "keys", "reconcile"] {
         assert!(help.contains(command), "{help}");
     }
     let serve = text(&relay_local(&["serve", "--help"]).stdout);

@@ -296,20 +296,43 @@ pub(crate) fn seconds(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, ConfigError> {
+    whole(env, name, default, range, "seconds")
+}
+
+/// A whole number of `unit`s within `range`, or `default` when unset.
+fn whole(
+    env: &dyn Source,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
     let Some(raw) = env.get(name) else {
         return Ok(default);
     };
     match raw.trim().parse::<u64>() {
-        Ok(secs) if range.contains(&secs) => Ok(secs),
+        Ok(value) if range.contains(&value) => Ok(value),
         _ => Err(ConfigError::Invalid {
             name,
             reason: format!(
-                "expected whole seconds from {} to {}, got {raw:?}",
+                "expected whole {unit} from {} to {}, got {raw:?}",
                 range.start(),
                 range.end()
             ),
         }),
     }
+}
+
+/// How often `relay-local serve` runs a reconcile pass, `RECONCILE_SECONDS` (default 300;
+/// 0 turns it off).
+pub fn reconcile_interval(env: &dyn Source) -> Result<Duration, ConfigError> {
+    seconds(env, "RECONCILE_SECONDS", 300, 0..=86_400).map(Duration::from_secs)
+}
+
+/// How long a stall lasts before its chat alert, `STALL_ALERT_MINUTES` (default 15, at
+/// least 1), in seconds.
+pub fn stall_alert(env: &dyn Source) -> Result<i64, ConfigError> {
+    whole(env, "STALL_ALERT_MINUTES", 15, 1..=1440, "minutes").map(|minutes| minutes as i64 * 60)
 }
 
 /// The keys build-relay sends itself, which the bridge does not pass on from metasmoke.
@@ -414,6 +437,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.required_contexts, ["ci/circleci", "build"]);
         assert_eq!(config.approval_senders, ["pullapprove[bot]"]);
+    }
+
+    #[test]
+    fn reconcile_settings_have_defaults_and_bounds() {
+        assert_eq!(
+            reconcile_interval(&env(&[])).unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            reconcile_interval(&env(&[("RECONCILE_SECONDS", "0")])).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(stall_alert(&env(&[])).unwrap(), 900);
+        let zero = stall_alert(&env(&[("STALL_ALERT_MINUTES", "0")])).unwrap_err();
+        assert!(zero.to_string().contains("whole minutes from 1"), "{zero}");
     }
 
     #[test]

@@ -247,6 +247,15 @@ impl ClaimState {
     }
 }
 
+/// A stall a reconcile pass is watching: since when, and whether its alert was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stall {
+    /// When a pass first saw it, Unix seconds.
+    pub since: i64,
+    /// Whether its alert was sent.
+    pub alerted: bool,
+}
+
 /// Whether `new` may replace `old` for the same (sha, context): it is not older. An equal
 /// one replaces, so that recording the same status twice is harmless.
 pub fn supersedes(new: &StatusRecord, old: &StatusRecord) -> bool {

@@ -52,8 +52,8 @@ impl Relay {
         self.webhook(StatusHook(self.effects(github)))
     }
 
-    /// The parts of a route that acts on GitHub.
-    fn effects(&self, github: Arc<dyn GitHub>) -> Effects {
+    /// The parts of a route that acts on GitHub (and of a reconcile pass).
+    pub fn effects(&self, github: Arc<dyn GitHub>) -> Effects {
         Effects {
             config: self.config.clone(),
             store: Arc::clone(&self.store),

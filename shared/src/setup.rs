@@ -15,9 +15,11 @@ use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Tables};
 use crate::github::GitHub;
 use crate::github::octocrab_client::OctocrabGitHub;
 use crate::github::retry::RetryPolicy;
+use crate::handlers::Effects;
 use crate::handlers::keepalive::{Keepalive, ScheduledRun};
 use crate::handlers::pull_request::PullRequestRoutes;
 use crate::handlers::push::PushHook;
+use crate::handlers::reconcile::Reconcile;
 use crate::handlers::status::StatusHook;
 use crate::handlers::webhook::Webhook;
 use crate::handlers::ws::Sockets;
@@ -120,6 +122,26 @@ pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.push_hook(github))
+}
+
+/// `reconcile`'s pass: the webhook routes' parts (no webhook secret: it takes no webhooks).
+pub async fn reconcile() -> Result<Reconcile, ConfigError> {
+    let sdk = sdk_config().await;
+    let config = RelayConfig::from_source(&ProcessEnv)?;
+    let store = store(&sdk)?;
+    let notifier = Arc::new(broadcaster(&sdk, Arc::clone(&store))?);
+    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &config).await?;
+    Ok(Reconcile {
+        effects: Arc::new(Effects {
+            config,
+            store,
+            notifier,
+            github,
+            retry: RetryPolicy::default(),
+            clock: clock::system(),
+        }),
+        stall_after_seconds: config::stall_alert(&ProcessEnv)?,
+    })
 }
 
 /// `github-pull-request`'s two routes.

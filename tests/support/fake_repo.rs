@@ -41,6 +41,12 @@ struct Repo {
     writes: Vec<(String, String)>,
     /// Ref updates still to be answered 502 after they were carried out (a lost answer).
     lost_ref_answers: u32,
+    /// sha -> statuses posted on it (context, state, creator), oldest first.
+    statuses: HashMap<String, Vec<(String, String, String)>>,
+    /// sha -> (check run name, conclusion).
+    check_runs: HashMap<String, Vec<(String, String)>>,
+    /// Calls left in the hour, as `/rate_limit` reports them.
+    remaining: u64,
 }
 
 /// A content address, 40 hex digits as GitHub's shas are.
@@ -192,7 +198,10 @@ fn not_found() -> ResponseTemplate {
 impl FakeRepo {
     /// `master` with one commit holding `files`.
     pub async fn start(files: &[(&str, &str)]) -> Self {
-        let mut repo = Repo::default();
+        let mut repo = Repo {
+            remaining: 4_990,
+            ..Repo::default()
+        };
         let changes: Vec<(String, Option<String>)> = files
             .iter()
             .map(|(p, c)| (p.to_string(), Some(c.to_string())))
@@ -201,13 +210,19 @@ impl FakeRepo {
         let repo = Arc::new(Mutex::new(repo));
         let server = MockServer::start().await;
         let shared = Arc::clone(&repo);
-        Mock::given(path_regex(format!("^/repos/{REPO}/")))
-            .respond_with(move |request: &Request| {
-                let mut repo = shared.lock().unwrap();
-                respond(&mut repo, request)
-            })
-            .mount(&server)
-            .await;
+        Mock::given(path_regex(format!(
+            "^/repos/{REPO}/|^/rate_limit$|^/graphql$"
+        )))
+        .respond_with(move |request: &Request| {
+            let mut repo = shared.lock().unwrap();
+            match request.url.path() {
+                "/rate_limit" => rate_limit(&repo),
+                "/graphql" => graphql(&mut repo),
+                _ => respond(&mut repo, request),
+            }
+        })
+        .mount(&server)
+        .await;
         Self { server, repo }
     }
 
@@ -271,6 +286,53 @@ impl FakeRepo {
         self.repo.lock().unwrap().lost_ref_answers = count;
     }
 
+    /// A status posted on `sha` without a webhook reaching the relay.
+    pub fn post_status(&self, sha: &str, context: &str, state: &str, creator: &str) {
+        self.repo
+            .lock()
+            .unwrap()
+            .statuses
+            .entry(sha.into())
+            .or_default()
+            .push((context.into(), state.into(), creator.into()));
+    }
+
+    /// A completed check run on `sha`.
+    pub fn add_check_run(&self, sha: &str, name: &str, conclusion: &str) {
+        self.repo
+            .lock()
+            .unwrap()
+            .check_runs
+            .entry(sha.into())
+            .or_default()
+            .push((name.into(), conclusion.into()));
+    }
+
+    /// Points `branch` at `sha` (a push nobody told the relay about).
+    pub fn set_branch(&self, branch: &str, sha: &str) {
+        self.repo
+            .lock()
+            .unwrap()
+            .branches
+            .insert(branch.into(), sha.into());
+    }
+
+    /// Sets the calls left in the hour.
+    pub fn set_remaining(&self, remaining: u64) {
+        self.repo.lock().unwrap().remaining = remaining;
+    }
+
+    /// Every request it got (method, path), in order.
+    pub async fn requests(&self) -> Vec<(String, String)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| (r.method.to_string(), r.url.path().to_string()))
+            .collect()
+    }
+
     /// Refuses every update of `branch` as branch protection does.
     pub fn protect(&self, branch: &str) {
         self.repo.lock().unwrap().protected = Some(branch.into());
@@ -306,6 +368,65 @@ fn respond(repo: &mut Repo, request: &Request) -> ResponseTemplate {
             None => created(422, error_body("Reference does not exist")),
         },
         ("GET", ["compare", range]) => compare(repo, range),
+        ("GET", ["commits", sha]) => match repo.commits.get(*sha) {
+            Some(commit) => {
+                let mut body = api_fixture("repos-compare-commits.200.json")["base_commit"].clone();
+                body["sha"] = json!(sha);
+                body["commit"]["message"] = json!(commit.message);
+                created(200, body)
+            }
+            None => created(422, error_body(&format!("No commit found for SHA: {sha}"))),
+        },
+        ("GET", ["commits", sha, "status"]) => {
+            let mut body = api_fixture("repos-get-combined-status-for-ref.200.json");
+            let template = body["statuses"][0].clone();
+            let statuses: Vec<Value> = repo
+                .statuses
+                .get(*sha)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, (context, state, creator))| {
+                    let mut status = template.clone();
+                    status["id"] = json!(1000 + i);
+                    status["context"] = json!(context);
+                    status["state"] = json!(state);
+                    status["creator"]["login"] = json!(creator);
+                    status["target_url"] = json!(format!("https://ci.example/{context}"));
+                    status["updated_at"] = json!("2026-11-24T10:00:00Z");
+                    status
+                })
+                .collect();
+            body["sha"] = json!(sha);
+            body["total_count"] = json!(statuses.len());
+            body["statuses"] = json!(statuses);
+            created(200, body)
+        }
+        ("GET", ["commits", sha, "check-runs"]) => {
+            let runs: Vec<Value> = repo
+                .check_runs
+                .get(*sha)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, (name, conclusion))| {
+                    json!({
+                        "id": 5000 + i, "head_sha": sha, "name": name, "status": "completed",
+                        "conclusion": conclusion, "started_at": "2026-11-24T09:58:00Z",
+                        "completed_at": "2026-11-24T10:00:00Z",
+                        "html_url": format!("https://github.com/{REPO}/runs/{}", 5000 + i),
+                        "details_url": format!("https://github.com/{REPO}/runs/{}", 5000 + i),
+                        "app": { "slug": "github-actions", "name": "GitHub Actions" }
+                    })
+                })
+                .collect();
+            created(
+                200,
+                json!({ "total_count": runs.len(), "check_runs": runs }),
+            )
+        }
         ("GET", ["git", "trees", sha]) => {
             let files = match repo.commits.get(*sha) {
                 Some(commit) => commit.files.clone(),
@@ -393,6 +514,56 @@ fn respond(repo: &mut Repo, request: &Request) -> ResponseTemplate {
         }
         _ => not_found(),
     }
+}
+
+fn rate_limit(repo: &Repo) -> ResponseTemplate {
+    let core = json!({ "limit": 5000, "used": 5000 - repo.remaining, "remaining": repo.remaining, "reset": 1_800_000_000, "resource": "core" });
+    created(
+        200,
+        json!({ "resources": { "core": core, "graphql": core }, "rate": core }),
+    )
+}
+
+/// The open pull requests with their head's statuses, as GitHub's GraphQL API answers the
+/// relay's query.
+fn graphql(repo: &mut Repo) -> ResponseTemplate {
+    let numbers: Vec<u64> = repo.pulls.keys().copied().collect();
+    let mut nodes = Vec::new();
+    for number in numbers {
+        let Some(pull) = repo.pull_json(number) else {
+            continue;
+        };
+        if pull["state"] != "open" {
+            continue;
+        }
+        let head = pull["head"]["sha"].as_str().unwrap().to_string();
+        let contexts: Vec<Value> = repo
+            .statuses
+            .get(&head)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|(context, state, creator)| {
+                json!({ "context": context, "state": state.to_ascii_uppercase(),
+                        "targetUrl": format!("https://pullapprove.com/{REPO}/pull-request/{number}/"),
+                        "creator": { "login": creator } })
+            })
+            .collect();
+        let status = if contexts.is_empty() {
+            Value::Null
+        } else {
+            json!({ "contexts": contexts })
+        };
+        nodes.push(json!({
+            "number": number, "author": { "login": "SmokeDetector" }, "baseRefName": "master",
+            "headRefOid": head,
+            "commits": { "nodes": [ { "commit": { "status": status } } ] }
+        }));
+    }
+    created(
+        200,
+        json!({ "data": { "repository": { "pullRequests": { "nodes": nodes } } } }),
+    )
 }
 
 fn git_ref(branch: &str, sha: &str) -> Value {

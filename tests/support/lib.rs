@@ -256,6 +256,12 @@ delegate! {
         mark_verdict_notified(sha: &str, now: i64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
         is_deployed(sha: &str) -> bool;
+        verdict(sha: &str) -> Option<VerdictRecord>;
+    }
+    impl Stalls {
+        stalls() -> Vec<(String, Stall)>;
+        put_stall(key: &str, stall: &Stall) -> ();
+        remove_stall(key: &str) -> ();
     }
     impl History {
         append_history(stream: &str, entry: &HistoryEntry) -> ();
@@ -513,6 +519,8 @@ pub fn gateway_options(
         bridge: None,
         bridge_timings: Default::default(),
         post_latency: std::time::Duration::ZERO,
+        reconcile_interval: std::time::Duration::ZERO,
+        stall_after_seconds: 15 * 60,
     }
 }
 

@@ -203,6 +203,66 @@ pub struct Person {
     pub email: String,
 }
 
+/// `GET /rate_limit`'s core quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct RateLimit {
+    /// Calls an hour.
+    pub limit: u64,
+    /// Calls left in this hour.
+    pub remaining: u64,
+}
+
+/// A status as `GET /repos/{repo}/commits/{sha}/status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CommitStatus {
+    /// GitHub's id for it.
+    pub id: u64,
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    /// Its context.
+    pub context: String,
+    /// CI's link.
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// CI's line.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When it last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Who posted it.
+    #[serde(default)]
+    pub creator: Option<Account>,
+}
+
+/// An open pull request, with the statuses of its head commit (one GraphQL query lists
+/// them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPull {
+    /// Its number.
+    pub number: u64,
+    /// Who opened it.
+    pub author: Option<String>,
+    /// The branch it targets.
+    pub base: String,
+    /// Its head commit.
+    pub head_sha: String,
+    /// The head commit's statuses, one per context.
+    pub statuses: Vec<PullStatus>,
+}
+
+/// A status of an open pull request's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullStatus {
+    /// Its context.
+    pub context: String,
+    /// `pending`, `success`, `failure`, `error` or `expected`.
+    pub state: String,
+    /// Its link.
+    pub target_url: Option<String>,
+    /// Who posted it.
+    pub creator: Option<String>,
+}
+
 /// A commit status to post (`POST /repos/{repo}/statuses/{sha}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewStatus {
@@ -263,4 +323,16 @@ pub trait GitHub: Send + Sync {
     ) -> Result<String, GitHubError>;
     /// `POST /repos/{repo}/git/commits`; answers the new commit's sha.
     async fn create_commit(&self, commit: &NewCommit) -> Result<String, GitHubError>;
+    /// `GET /rate_limit` (costs no quota).
+    async fn rate_limit(&self) -> Result<RateLimit, GitHubError>;
+    /// The statuses of a commit (`GET /repos/{repo}/commits/{sha}/status`).
+    async fn combined_status(&self, sha: &str) -> Result<Vec<CommitStatus>, GitHubError>;
+    /// The check runs of a commit (`GET /repos/{repo}/commits/{sha}/check-runs`).
+    async fn check_runs(
+        &self,
+        sha: &str,
+    ) -> Result<Vec<crate::github::payloads::CheckRun>, GitHubError>;
+    /// The open pull requests (up to 100) with their head commits' statuses, in one
+    /// GraphQL query.
+    async fn open_pulls(&self) -> Result<Vec<OpenPull>, GitHubError>;
 }

@@ -157,4 +157,23 @@ impl GitHub for DryRun {
     async fn create_commit(&self, _: &NewCommit) -> Result<String, GitHubError> {
         Ok(self.object("commit"))
     }
+
+    async fn rate_limit(&self) -> Result<RateLimit, GitHubError> {
+        self.reads.rate_limit().await
+    }
+
+    async fn combined_status(&self, sha: &str) -> Result<Vec<CommitStatus>, GitHubError> {
+        self.reads.combined_status(sha).await
+    }
+
+    async fn check_runs(
+        &self,
+        sha: &str,
+    ) -> Result<Vec<crate::github::payloads::CheckRun>, GitHubError> {
+        self.reads.check_runs(sha).await
+    }
+
+    async fn open_pulls(&self) -> Result<Vec<OpenPull>, GitHubError> {
+        self.reads.open_pulls().await
+    }
 }

@@ -327,4 +327,105 @@ impl GitHub for OctocrabGitHub {
             .await?;
         Ok(created.sha)
     }
+
+    async fn rate_limit(&self) -> Result<RateLimit, GitHubError> {
+        #[derive(serde::Deserialize)]
+        struct Resources {
+            core: RateLimit,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            resources: Resources,
+        }
+        let answer: Answer = self.read(self.client()?._get("/rate_limit").await).await?;
+        Ok(answer.resources.core)
+    }
+
+    async fn combined_status(&self, sha: &str) -> Result<Vec<CommitStatus>, GitHubError> {
+        #[derive(serde::Deserialize)]
+        struct Combined {
+            statuses: Vec<CommitStatus>,
+        }
+        let path = format!("{}/commits/{sha}/status?per_page=100", self.repo_path);
+        let combined: Combined = self.read(self.client()?._get(path).await).await?;
+        Ok(combined.statuses)
+    }
+
+    async fn check_runs(
+        &self,
+        sha: &str,
+    ) -> Result<Vec<crate::github::payloads::CheckRun>, GitHubError> {
+        #[derive(serde::Deserialize)]
+        struct Runs {
+            check_runs: Vec<crate::github::payloads::CheckRun>,
+        }
+        let path = format!("{}/commits/{sha}/check-runs?per_page=100", self.repo_path);
+        let runs: Runs = self.read(self.client()?._get(path).await).await?;
+        Ok(runs.check_runs)
+    }
+
+    async fn open_pulls(&self) -> Result<Vec<OpenPull>, GitHubError> {
+        let mut names = self.repo_path.trim_start_matches("/repos/").splitn(2, '/');
+        let (owner, name) = (
+            names.next().unwrap_or_default(),
+            names.next().unwrap_or_default(),
+        );
+        let body =
+            json!({ "query": OPEN_PULLS_QUERY, "variables": { "owner": owner, "name": name } });
+        let answer: serde_json::Value = self
+            .read(self.client()?._post("/graphql", Some(&body)).await)
+            .await?;
+        open_pulls_of(&answer)
+    }
+}
+
+/// The open pull requests and their head commits' statuses, oldest first.
+const OPEN_PULLS_QUERY: &str = "query($owner: String!, $name: String!) { \
+  repository(owner: $owner, name: $name) { \
+    pullRequests(states: OPEN, first: 100, orderBy: {field: CREATED_AT, direction: ASC}) { \
+      nodes { number author { login } baseRefName headRefOid \
+        commits(last: 1) { nodes { commit { status { contexts { \
+          context state targetUrl creator { login } } } } } } } } } }";
+
+/// Reads GraphQL's answer to `OPEN_PULLS_QUERY`; GitHub answers errors with a 200 too.
+fn open_pulls_of(answer: &serde_json::Value) -> Result<Vec<OpenPull>, GitHubError> {
+    if let Some(errors) = answer.get("errors") {
+        return Err(GitHubError {
+            status: None,
+            message: format!("GraphQL refused the query: {errors}"),
+            retry_after: None,
+        });
+    }
+    let text = |v: &serde_json::Value| v.as_str().map(String::from);
+    let nodes = answer["data"]["repository"]["pullRequests"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(nodes
+        .iter()
+        .filter_map(|pull| {
+            let commit = &pull["commits"]["nodes"][0]["commit"];
+            let statuses = commit["status"]["contexts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|status| PullStatus {
+                    context: text(&status["context"]).unwrap_or_default(),
+                    state: text(&status["state"])
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
+                    target_url: text(&status["targetUrl"]),
+                    creator: text(&status["creator"]["login"]),
+                })
+                .collect();
+            Some(OpenPull {
+                number: pull["number"].as_u64()?,
+                author: text(&pull["author"]["login"]),
+                base: text(&pull["baseRefName"])?,
+                head_sha: text(&pull["headRefOid"])?,
+                statuses,
+            })
+        })
+        .collect())
 }

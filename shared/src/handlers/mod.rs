@@ -5,6 +5,7 @@ pub mod claims;
 pub mod keepalive;
 pub mod pull_request;
 pub mod push;
+pub mod reconcile;
 pub mod status;
 pub mod union_merge;
 pub mod verdict;
@@ -25,6 +26,7 @@ use webhook::Failure;
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
 /// have (the status, push and pull-request routes).
+#[derive(Clone)]
 pub struct Effects {
     /// The rules' settings.
     pub config: RelayConfig,

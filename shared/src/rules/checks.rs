@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::status::Report;
 use crate::domain::{CiSource, StatusRecord};
 use crate::github::payloads::{
-    Account, CheckRunEvent, CheckSuiteEvent, Progress, WorkflowRunEvent,
+    Account, CheckRun, CheckRunEvent, CheckSuiteEvent, Progress, WorkflowRunEvent,
 };
 
 /// A completed result, as the relay records it.
@@ -99,7 +99,12 @@ pub fn from_workflow_run(event: &WorkflowRunEvent) -> Option<CiResult> {
 
 /// A completed check run's result; `None` while it is not completed.
 pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
-    let run = &event.check_run;
+    from_run(&event.check_run, login(&event.sender))
+}
+
+/// A completed check run's result, as an event or `GET /commits/{sha}/check-runs` shows
+/// the run; `None` while it is not completed.
+pub fn from_run(run: &CheckRun, sender: Option<String>) -> Option<CiResult> {
     let state = completed(&run.progress)?;
     Some(CiResult {
         sha: run.progress.head_sha.clone(),
@@ -110,7 +115,7 @@ pub fn from_check_run(event: &CheckRunEvent) -> Option<CiResult> {
         updated_at: run.completed_at?,
         id: run.progress.id,
         source: CiSource::CheckRun,
-        sender: login(&event.sender),
+        sender,
     })
 }
 

@@ -5,9 +5,10 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::Stall;
 use crate::github::api::Comparison;
 
-/// Where deploy stands, from `compare(deploy...source)`.
+/// Where deploy stands, from `compare(source...deploy)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployStand {
     /// Deploy is the source branch's head.
@@ -19,11 +20,12 @@ pub enum DeployStand {
     Diverged,
 }
 
-/// Reads a `compare(deploy...source)`.
-pub fn deploy_stand(deploy_to_source: &Comparison) -> DeployStand {
-    match (deploy_to_source.ahead_by, deploy_to_source.behind_by) {
+/// Reads a `compare(source...deploy)`: `ahead_by` counts deploy's commits the source lacks,
+/// `behind_by` the source's commits deploy lacks.
+pub fn deploy_stand(source_to_deploy: &Comparison) -> DeployStand {
+    match (source_to_deploy.ahead_by, source_to_deploy.behind_by) {
         (0, 0) => DeployStand::InStep,
-        (_, 0) => DeployStand::Behind,
+        (0, _) => DeployStand::Behind,
         _ => DeployStand::Diverged,
     }
 }
@@ -54,15 +56,6 @@ pub fn deploy_updated_payload(
 /// Whether GitHub's quota is too low for a pass: under 5 % of the limit, or under 50 calls.
 pub fn quota_low(remaining: u64, limit: u64) -> bool {
     remaining < 50 || remaining.saturating_mul(20) < limit
-}
-
-/// A stall being watched, as stored between passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stall {
-    /// When a pass first saw it, Unix seconds.
-    pub since: i64,
-    /// Whether its alert was sent.
-    pub alerted: bool,
 }
 
 /// What a pass does about one kind of stall.
@@ -123,8 +116,8 @@ mod tests {
     #[test]
     fn deploy_is_in_step_behind_or_diverged() {
         assert_eq!(deploy_stand(&compared(0, 0)), DeployStand::InStep);
-        assert_eq!(deploy_stand(&compared(3, 0)), DeployStand::Behind);
-        assert_eq!(deploy_stand(&compared(0, 1)), DeployStand::Diverged);
+        assert_eq!(deploy_stand(&compared(0, 3)), DeployStand::Behind);
+        assert_eq!(deploy_stand(&compared(1, 0)), DeployStand::Diverged);
         assert_eq!(deploy_stand(&compared(2, 1)), DeployStand::Diverged);
         assert_ne!(divergence_key("a", "b"), divergence_key("a", "c"));
     }

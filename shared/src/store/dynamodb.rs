@@ -16,6 +16,7 @@
 //! | outbox entry    | `outbox`            | `frame#<seq:020>`  | plain (append only)             |
 //! | client cursor   | `cursor`            | `client#<name>`    | conditional: only forward       |
 //! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently  |
+//! | watched stall   | `stall`             | `stall#<key>`      | plain (reconcile passes)        |
 //!
 //! A latest-status item holds statuses and GitHub Actions results alike; its `source`
 //! attribute says which event reported it (none: a status, as version one wrote it).
@@ -44,6 +45,7 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 const CLIENT_KEYS_PK: &str = "client-key";
 const OUTBOX_PK: &str = "outbox";
 const CURSORS_PK: &str = "cursor";
+const STALLS_PK: &str = "stall";
 
 /// The store on DynamoDB: the main table and the connections table.
 #[derive(Debug, Clone)]
@@ -323,20 +325,10 @@ impl Commits for DynamoStore {
             (TTL_ATTRIBUTE, n(record.claimed_at + ttl::VERDICT)),
         ]);
         put_optional(&mut item, "ci_url", &verdict.ci_url);
-        let Some(existing) = self.put_unless_present(item).await? else {
-            return Ok(VerdictClaim::Claimed);
-        };
-        Ok(VerdictClaim::Taken(VerdictRecord {
-            verdict: Verdict {
-                sha: text(&existing, "sha")?,
-                state: text(&existing, "state")?,
-                ci_url: optional_text(&existing, "ci_url"),
-                commit_message: text(&existing, "commit_message")?,
-            },
-            delivery_id: text(&existing, "delivery_id")?,
-            claimed_at: number(&existing, "claimed_at")?,
-            notified_at: number(&existing, "notified_at").ok(),
-        }))
+        match self.put_unless_present(item).await? {
+            None => Ok(VerdictClaim::Claimed),
+            Some(existing) => Ok(VerdictClaim::Taken(verdict_record(&existing)?)),
+        }
     }
 
     async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
@@ -379,6 +371,72 @@ impl Commits for DynamoStore {
             .get(format!("commit#{sha}"), "deployed")
             .await?
             .is_some())
+    }
+
+    async fn verdict(&self, sha: &str) -> Result<Option<VerdictRecord>, StoreError> {
+        self.get(format!("commit#{sha}"), "verdict")
+            .await?
+            .map(|item| verdict_record(&item))
+            .transpose()
+    }
+}
+
+fn verdict_record(item: &Item) -> Result<VerdictRecord, StoreError> {
+    Ok(VerdictRecord {
+        verdict: Verdict {
+            sha: text(item, "sha")?,
+            state: text(item, "state")?,
+            ci_url: optional_text(item, "ci_url"),
+            commit_message: text(item, "commit_message")?,
+        },
+        delivery_id: text(item, "delivery_id")?,
+        claimed_at: number(item, "claimed_at")?,
+        notified_at: number(item, "notified_at").ok(),
+    })
+}
+
+#[async_trait]
+impl Stalls for DynamoStore {
+    async fn stalls(&self) -> Result<Vec<(String, Stall)>, StoreError> {
+        self.query(STALLS_PK.to_string(), SortKeys::Prefix("stall#"))
+            .await?
+            .iter()
+            .map(|item| {
+                let key = text(item, "sk")?;
+                let stall = Stall {
+                    since: number(item, "since")?,
+                    alerted: number(item, "alerted")? == 1,
+                };
+                Ok((key.trim_start_matches("stall#").to_string(), stall))
+            })
+            .collect()
+    }
+
+    async fn put_stall(&self, key: &str, stall: &Stall) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(STALLS_PK))
+            .item("sk", s(format!("stall#{key}")))
+            .item("since", n(stall.since))
+            .item("alerted", n(i64::from(stall.alerted)))
+            .item(TTL_ATTRIBUTE, n(stall.since + ttl::STALL))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remove_stall(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(STALLS_PK))
+            .key("sk", s(format!("stall#{key}")))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }
 

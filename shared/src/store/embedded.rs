@@ -30,6 +30,8 @@ struct State {
     /// fingerprint -> when it was last noted
     #[serde(default)]
     sightings: HashMap<String, i64>,
+    #[serde(default)]
+    stalls: BTreeMap<String, Stall>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +217,29 @@ impl Commits for EmbeddedStore {
 
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError> {
         self.read(|state| state.deployed.contains_key(sha))
+    }
+
+    async fn verdict(&self, sha: &str) -> Result<Option<VerdictRecord>, StoreError> {
+        self.read(|state| state.verdicts.get(sha).cloned())
+    }
+}
+
+#[async_trait]
+impl Stalls for EmbeddedStore {
+    async fn stalls(&self) -> Result<Vec<(String, Stall)>, StoreError> {
+        self.read(|state| state.stalls.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+
+    async fn put_stall(&self, key: &str, stall: &Stall) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.stalls.insert(key.to_string(), *stall);
+        })
+    }
+
+    async fn remove_stall(&self, key: &str) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.stalls.remove(key);
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::{
-    CiSource, ClaimRecord, ClaimState, ClientKey, HistoryEntry, HistoryOutcome, OutboxEntry,
+    CiSource, ClaimRecord, ClaimState, ClientKey, HistoryEntry, HistoryOutcome, OutboxEntry, Stall,
     StatusRecord, Verdict, VerdictRecord, supersedes,
 };
 
@@ -39,6 +39,8 @@ pub mod ttl {
     pub const CURSOR: i64 = 30 * DAY;
     /// A bridged frame's fingerprint, kept longer than any window overlap.
     pub const SIGHTING: i64 = 10 * 60;
+    /// A watched stall nobody cleared (the reconcile job stopped): a month.
+    pub const STALL: i64 = 30 * DAY;
 }
 
 /// A delivery marked as in progress longer than this is taken to have crashed and may be
@@ -184,6 +186,9 @@ pub trait Commits: Send + Sync {
 
     /// Whether the relay itself moved deploy to `sha`.
     async fn is_deployed(&self, sha: &str) -> Result<bool, StoreError>;
+
+    /// The commit's verdict, if it was decided.
+    async fn verdict(&self, sha: &str) -> Result<Option<VerdictRecord>, StoreError>;
 }
 
 /// The audit trails (deploy history, pull request histories).
@@ -284,8 +289,28 @@ pub trait Outbox: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// The stalls reconcile passes watch, by key (`approved/<n>`, `deploy-differs`,
+/// `no-verdict`), between passes.
+#[async_trait]
+pub trait Stalls: Send + Sync {
+    /// Every stall being watched.
+    async fn stalls(&self) -> Result<Vec<(String, Stall)>, StoreError>;
+
+    /// Stores a stall under `key`.
+    async fn put_stall(&self, key: &str, stall: &Stall) -> Result<(), StoreError>;
+
+    /// Forgets the stall under `key`.
+    async fn remove_stall(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// Every capability at once: what a store implements, and what the composition root
 /// hands out (each route then uses the parts it needs).
-pub trait Store: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox {}
+pub trait Store:
+    Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox + Stalls
+{
+}
 
-impl<T: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox> Store for T {}
+impl<T: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox + Stalls> Store
+    for T
+{
+}
