@@ -167,26 +167,19 @@ fn every_route_of_the_design_exists() {
             "scoped with SourceArn"
         );
     }
-    let (_, keepalive) = &functions["ws-keepalive"];
-    let schedule = keepalive["Properties"]["Events"]
-        .as_mapping()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
+    let schedule = |binary: &str| {
+        let (_, function) = &functions[binary];
+        let event = function["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        show(&event["Properties"]["ScheduleExpression"])
+    };
+    assert_eq!(schedule("ws-keepalive"), "rate(1 minute)");
     assert_eq!(
-        schedule["Properties"]["ScheduleExpression"],
-        "rate(1 minute)"
-    );
-    let (_, reconcile) = &functions["reconcile"];
-    let schedule = reconcile["Properties"]["Events"]
-        .as_mapping()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
-    assert_eq!(
-        show(&schedule["Properties"]["ScheduleExpression"]),
+        schedule("reconcile"),
         "!Sub rate(${ReconcileMinutes} minutes)"
     );
     let minutes = &template["Parameters"]["ReconcileMinutes"];
