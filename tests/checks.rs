@@ -295,6 +295,16 @@ async fn a_check_run_verdict_reads_the_message_once(backend: Backend) {
             .len(),
         1
     );
+    // Delivered again under a new id: decided already, and the commit is not read again.
+    let again = h.deliver("run-again", &check_run("failure")).await;
+    assert!(again.reason.contains("decided already"), "{again:?}");
+    assert_eq!(
+        h.github
+            .requests("GET", &format!("/commits/{SHA}"))
+            .await
+            .len(),
+        1
+    );
 }
 
 async fn without_required_contexts_checks_are_recorded_only(backend: Backend) {

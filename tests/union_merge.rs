@@ -287,7 +287,45 @@ async fn a_merge_whose_answer_was_lost_is_finished_once(backend: Backend) {
     );
 }
 
+async fn a_merge_cut_off_before_master_moved_is_built_again(backend: Backend) {
+    let h = harness(backend).await;
+    let first = h.blacklist_pull(1, "first.com");
+    let second = h.blacklist_pull(2, "second.com");
+    assert!(h.approve(1, &first).await.reason.starts_with("Merged #1"));
+    let master = h.repo.head("master").unwrap();
+    // The merge commit is made, then every try to move master fails: as if the process
+    // died between the two.
+    h.repo.fail_ref_updates(10);
+    let failed = h.approve(2, &second).await;
+    assert_eq!(
+        failed.status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{failed:?}"
+    );
+    assert_eq!(
+        h.repo.head("master").unwrap(),
+        master,
+        "master did not move"
+    );
+    assert_eq!(h.notifier.chat(), [merged(1)]);
+    h.repo.fail_ref_updates(0);
+
+    let redelivered = h.approve(2, &second).await;
+    assert!(
+        redelivered.reason.starts_with("Merged #2"),
+        "{redelivered:?}"
+    );
+    assert_eq!(
+        h.repo.file("master", LIST).unwrap(),
+        "a.com\nb.com\nfirst.com\nsecond.com\n"
+    );
+    let merge = h.repo.commit_of(&h.repo.head("master").unwrap());
+    assert_eq!(merge.parents, vec![master, second]);
+    assert_eq!(h.notifier.chat(), [merged(1), merged(2)]);
+}
+
 on_both_stores!(
+    a_merge_cut_off_before_master_moved_is_built_again,
     a_merge_whose_answer_was_lost_is_finished_once,
     two_blacklist_prs_from_one_base_both_merge,
     a_conflict_outside_union_files_is_refused_and_nothing_written,

@@ -41,6 +41,8 @@ struct Repo {
     writes: Vec<(String, String)>,
     /// Ref updates still to be answered 502 after they were carried out (a lost answer).
     lost_ref_answers: u32,
+    /// Ref updates still to be answered 502 without being carried out.
+    failed_ref_updates: u32,
     /// sha -> statuses posted on it (context, state, creator), oldest first.
     statuses: HashMap<String, Vec<(String, String, String)>>,
     /// sha -> (check run name, conclusion).
@@ -279,6 +281,11 @@ impl FakeRepo {
             .map(|(p, c)| (p.to_string(), c.map(String::from)))
             .collect();
         self.repo.lock().unwrap().race.push_back(changes);
+    }
+
+    /// Answers the next `count` ref updates 502 without carrying them out.
+    pub fn fail_ref_updates(&self, count: u32) {
+        self.repo.lock().unwrap().failed_ref_updates = count;
     }
 
     /// Carries out the next `count` ref updates but answers them 502, as a lost answer.
@@ -580,6 +587,10 @@ fn git_ref(branch: &str, sha: &str) -> Value {
 }
 
 fn update_ref(repo: &mut Repo, branch: &str, body: &Value) -> ResponseTemplate {
+    if repo.failed_ref_updates > 0 {
+        repo.failed_ref_updates -= 1;
+        return created(502, error_body("Server Error"));
+    }
     if let Some(changes) = repo.race.pop_front() {
         repo.commit_on("master", &changes, "Meanwhile on master");
     }

@@ -69,6 +69,19 @@ pub(crate) async fn say(notifier: &dyn Notifier, message: SmokeyMessage) -> Resu
         .map_err(|e| Failure::transient(format!("{} not sent: {e}", message.kind())))
 }
 
+/// A GitHub call that is safe to repeat, retried by the route's policy; a failure is the
+/// delivery's, saying "could not <what>".
+pub(crate) async fn retried<T, F, Fut>(fx: &Effects, what: &str, call: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GitHubError>>,
+{
+    fx.retry
+        .run(what, call)
+        .await
+        .map_err(|e| github_failure(format!("could not {what}"), &e))
+}
+
 /// A failed GitHub call as a delivery's failure: GitHub saying the thing does not exist or
 /// cannot be (404, 410, 422) is permanent; anything else may pass.
 pub(crate) fn github_failure(what: String, error: &GitHubError) -> Failure {

@@ -529,6 +529,14 @@ impl Merging<'_> {
     }
 }
 
+/// Whether the merge route's answer says the pull request is merged (by this delivery or
+/// another, or by hand): the answers of `Merging::steps` and `finished` below.
+pub fn answer_says_merged(answer: &str) -> bool {
+    answer.starts_with("Merged #")
+        || answer.contains("is merged already")
+        || answer.contains("was merged by delivery")
+}
+
 /// The answer for a merge whose claim has nothing left to do.
 fn finished(number: u64, held: &ClaimRecord) -> String {
     match held.state {
@@ -557,5 +565,35 @@ impl Endpoint for PullRequestRoutes {
         } else {
             self.hook.handle(headers, body).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answers_that_mean_merged_are_told_from_the_others() {
+        let held = |state| ClaimRecord {
+            owner: "d1".into(),
+            claimed_at: 1,
+            state,
+        };
+        assert!(answer_says_merged("Merged #7 and deleted auto-blacklist-7"));
+        assert!(answer_says_merged(&finished(
+            7,
+            &held(ClaimState::BranchDeleted)
+        )));
+        assert!(answer_says_merged(&finished(
+            7,
+            &held(ClaimState::MergedElsewhere)
+        )));
+        assert!(!answer_says_merged(&finished(
+            7,
+            &held(ClaimState::Refused)
+        )));
+        assert!(!answer_says_merged(
+            "GitHub would not merge #7: conflicts a union merge cannot resolve in x"
+        ));
     }
 }

@@ -241,7 +241,9 @@ impl PushHook {
         .await
     }
 
-    async fn report(
+    /// Records a divergence (or stray commit) of deploy and tells the chat rooms which
+    /// commits deploy has that the source branch lacks, with the fix.
+    pub(crate) async fn report(
         &self,
         delivery_id: &str,
         outcome: HistoryOutcome,

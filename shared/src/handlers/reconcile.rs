@@ -12,15 +12,15 @@ use serde_json::{Value, json};
 
 use super::Effects;
 use super::claims::{self, ClaimHandle};
-use super::pull_request::PrMerge;
+use super::pull_request::{PrMerge, answer_says_merged};
 use super::push::PushHook;
 use super::webhook::{Failure, Plan, Route};
 use crate::domain::{CiSource, HistoryOutcome, StatusRecord};
 use crate::github::api::{Comparison, OpenPull};
 use crate::github::payloads::StatusEvent;
 use crate::notify::SmokeyMessage;
+use crate::rules::checks;
 use crate::rules::reconcile::{self as rules, DeployStand, StallTurn};
-use crate::rules::{checks, push as push_rules};
 
 /// The history stream of stall alerts.
 pub const RECONCILE_HISTORY: &str = "reconcile";
@@ -212,34 +212,20 @@ impl Reconcile {
             rules::divergence_key(source_head, deploy_head),
             &report.pass,
         );
-        claims::once(
-            &claim,
-            WAIT_FOR_HOLDER,
-            "Reporting the divergence",
-            || async {
-                let cause = format!(
-                    "{} has commits {} lacks",
-                    fx.config.deploy_branch, fx.config.source_branch
-                );
-                super::record_history(
-                    fx.store.as_ref(),
-                    fx.clock.now(),
-                    super::push::DEPLOY_HISTORY,
-                    &report.pass,
-                    HistoryOutcome::Diverged,
-                    json!({ "source": source_head, "deploy": deploy_head, "by": "reconcile" }),
-                )
-                .await?;
-                let message = push_rules::divergence_message(
-                    &fx.config,
-                    &cause,
-                    &compared.commits,
-                    compared.ahead_by,
-                );
-                super::say(fx.notifier.as_ref(), SmokeyMessage::Chat(message)).await?;
-                Ok(format!("reported {} commit(s)", compared.ahead_by))
-            },
-        )
+        let cause = format!(
+            "{} has commits {} lacks",
+            fx.config.deploy_branch, fx.config.source_branch
+        );
+        let route = PushHook(fx.as_ref().clone());
+        claims::once(&claim, WAIT_FOR_HOLDER, "Reporting the divergence", || {
+            route.report(
+                &report.pass,
+                HistoryOutcome::Diverged,
+                &cause,
+                deploy_head,
+                compared,
+            )
+        })
         .await
     }
 
@@ -309,10 +295,7 @@ impl Reconcile {
                 Ok(Plan::Act { work, .. }) => route.act(&report.pass, work).await?,
                 Ok(Plan::Ignore(reason)) | Err(reason) => reason,
             };
-            let merged = answer.starts_with("Merged")
-                || answer.contains("merged already")
-                || answer.contains("was merged by");
-            if !merged {
+            if !answer_says_merged(&answer) {
                 unmerged.push(pull.number);
             }
             report
@@ -497,11 +480,7 @@ impl Reconcile {
         Fut: std::future::Future<Output = Result<T, crate::github::GitHubError>>,
     {
         report.github_calls += 1;
-        self.effects
-            .retry
-            .run(what, call)
-            .await
-            .map_err(|e| super::github_failure(format!("could not {what}"), &e))
+        super::retried(&self.effects, what, call).await
     }
 }
 

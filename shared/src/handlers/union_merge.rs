@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use http::StatusCode;
 
 use super::Effects;
+use super::retried;
 use super::webhook::Failure;
 use crate::github::api::{GitHubError, NewCommit, PullRequest, TreeItem};
 use crate::rules::merge as merge_rules;
@@ -41,8 +42,8 @@ pub(crate) async fn union_merge(
 ) -> Result<UnionEnd, Failure> {
     let base = &fx.config.source_branch;
     for _ in 0..=BASE_MOVED_RETRIES {
-        let head = call(fx, format!("read {base}"), || fx.github.branch_head(base)).await?;
-        let compared = call(fx, format!("compare {base} with #{}", pr.number), || {
+        let head = retried(fx, &format!("read {base}"), || fx.github.branch_head(base)).await?;
+        let compared = retried(fx, &format!("compare {base} with #{}", pr.number), || {
             fx.github.compare(&head, sha)
         })
         .await?;
@@ -90,7 +91,8 @@ pub(crate) async fn union_merge(
 }
 
 /// Works out every file's merge from the three trees, then (only if all of them merge)
-/// writes the blobs, the tree and the merge commit.
+/// writes the blobs, the tree and the merge commit. Creating a Git object twice is
+/// harmless (it is left unreferenced), so those calls are retried as reads are.
 async fn build(
     fx: &Effects,
     pr: &PullRequest,
@@ -145,10 +147,7 @@ async fn build(
         .map(|(path, entry)| tree_item(path, entry))
         .collect();
     for (merge, content) in merged {
-        let blob = call(fx, "create a blob".into(), || {
-            fx.github.create_blob(&content)
-        })
-        .await?;
+        let blob = retried(fx, "create a blob", || fx.github.create_blob(&content)).await?;
         entries.push(tree_item(
             merge.path,
             Some(Entry {
@@ -157,7 +156,7 @@ async fn build(
             }),
         ));
     }
-    let tree = call(fx, "create the tree".into(), || {
+    let tree = retried(fx, "create the tree", || {
         fx.github.create_tree(&ours_tree, &entries)
     })
     .await?;
@@ -171,7 +170,7 @@ async fn build(
         parents: vec![head.to_string(), sha.to_string()],
         committer: fx.config.merge_committer.clone(),
     };
-    let commit = call(fx, "create the merge commit".into(), || {
+    let commit = retried(fx, "create the merge commit", || {
         fx.github.create_commit(&commit)
     })
     .await?;
@@ -181,7 +180,7 @@ async fn build(
 /// A commit's tree sha and its entries by path (files, symlinks and submodules; not the
 /// directories); `None` when GitHub truncated the listing.
 async fn files(fx: &Effects, commit: &str) -> Result<Option<(String, Files)>, Failure> {
-    let tree = call(fx, format!("read the tree of {commit}"), || {
+    let tree = retried(fx, &format!("read the tree of {commit}"), || {
         fx.github.tree(commit)
     })
     .await?;
@@ -206,7 +205,7 @@ async fn files(fx: &Effects, commit: &str) -> Result<Option<(String, Files)>, Fa
 }
 
 async fn blob(fx: &Effects, sha: &str) -> Result<Vec<u8>, Failure> {
-    call(fx, format!("read blob {sha}"), || fx.github.blob(sha)).await
+    retried(fx, &format!("read blob {sha}"), || fx.github.blob(sha)).await
 }
 
 fn tree_item(path: String, entry: Option<Entry>) -> TreeItem {
@@ -235,17 +234,4 @@ fn is_protected(error: &GitHubError) -> bool {
             .message
             .to_ascii_lowercase()
             .contains("protected branch")
-}
-
-/// A GitHub call, retried: the reads, and the creation of Git objects (one made twice is
-/// harmless: it is left unreferenced). GitHub's failure as the delivery's.
-async fn call<T, F, Fut>(fx: &Effects, what: String, call: F) -> Result<T, Failure>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, GitHubError>>,
-{
-    fx.retry
-        .run(&what, call)
-        .await
-        .map_err(|e| super::github_failure(format!("could not {what}"), &e))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Effects;
 use super::claims::{self, ClaimHandle};
+use super::retried;
 use super::webhook::Failure;
 use crate::domain::{Verdict, VerdictRecord};
 use crate::notify::SmokeyMessage;
@@ -33,11 +34,10 @@ pub(crate) async fn judge(
     };
     if !report.names_deploy && !fx.store.is_deployed(sha).await? {
         let deploy = &fx.config.deploy_branch;
-        let head = fx
-            .retry
-            .run("read the deploy branch", || fx.github.branch_head(deploy))
-            .await
-            .map_err(|e| super::github_failure(format!("could not read {deploy}"), &e))?;
+        let head = retried(fx, &format!("read {deploy}"), || {
+            fx.github.branch_head(deploy)
+        })
+        .await?;
         if head != *sha {
             return Ok(format!(
                 "Not a commit on {deploy} (its head is {head}); recorded only"
@@ -76,11 +76,18 @@ async fn send_once(
 ) -> Result<String, Failure> {
     let commit_message = match commit_message {
         Some(message) => message,
-        None => fx
-            .retry
-            .run("read the commit", || fx.github.commit_message(sha))
-            .await
-            .map_err(|e| super::github_failure(format!("could not read commit {sha}"), &e))?,
+        None => {
+            // Only a check run leaves the message to be read: not for a commit sent already.
+            if let Some(held) = fx.store.verdict(sha).await?
+                && held.notified_at.is_some()
+            {
+                return Ok(decided_already(&held));
+            }
+            retried(fx, &format!("read commit {sha}"), || {
+                fx.github.commit_message(sha)
+            })
+            .await?
+        }
     };
     let claim = VerdictRecord {
         verdict: Verdict {
@@ -99,12 +106,7 @@ async fn send_once(
     };
     let verdict = match rules::verdict_turn(held, claim) {
         VerdictTurn::Send(verdict) => verdict,
-        VerdictTurn::SentAlready(held) => {
-            return Ok(format!(
-                "Commit {} was decided already ({}); not sent again",
-                held.verdict.sha, held.verdict.state
-            ));
-        }
+        VerdictTurn::SentAlready(held) => return Ok(decided_already(&held)),
         VerdictTurn::Sending(held) => {
             return Ok(format!(
                 "Commit {} was decided by delivery {}, which is sending it",
@@ -125,6 +127,13 @@ async fn send_once(
         "Sent commit_status {} for {} to {sent} connection(s){mirrored}",
         verdict.state, verdict.sha
     ))
+}
+
+fn decided_already(held: &VerdictRecord) -> String {
+    format!(
+        "Commit {} was decided already ({}); not sent again",
+        held.verdict.sha, held.verdict.state
+    )
 }
 
 /// Posts the verdict as a commit status of `MIRROR_STATUS_CONTEXT`, once per commit. It is
@@ -160,13 +169,11 @@ async fn mirror(
         delivery_id,
     );
     let posted = claims::once(&claim, WAIT_FOR_MIRROR, "Mirroring the verdict", || async {
-        fx.retry
-            .run("post the mirrored status", || {
-                fx.github.create_status(&verdict.sha, &status)
-            })
-            .await
-            .map(|()| format!("mirrored as {context}"))
-            .map_err(|e| super::github_failure(format!("could not post {context}"), &e))
+        retried(fx, &format!("post {context}"), || {
+            fx.github.create_status(&verdict.sha, &status)
+        })
+        .await
+        .map(|()| format!("mirrored as {context}"))
     })
     .await;
     match posted {
