@@ -10,7 +10,7 @@ use build_relay::broadcast::{Broadcaster, ConnectionsApi, PostError};
 use build_relay::clock::ManualClock;
 use build_relay::handlers::ws::Sockets;
 use build_relay::notify::{Notifier, SmokeyMessage};
-use build_relay::store::Store;
+use build_relay::store::{ClientKey, Store};
 use build_relay::{cable, clock, keys};
 use integration_tests::cable_client::*;
 use integration_tests::*;
@@ -120,6 +120,7 @@ async fn a_client_that_was_connected_is_not_sent_it_again(backend: Backend) {
 /// test moves.
 struct Handlers {
     sockets: Sockets,
+    store: Arc<dyn Store>,
     api: Arc<RecordingApi>,
     clock: Arc<ManualClock>,
 }
@@ -142,9 +143,10 @@ async fn handlers_posting_through(
     let posting = wrap(api.clone(), Arc::clone(&store));
     Handlers {
         sockets: Sockets {
-            broadcaster: Broadcaster::new(store, posting, clock.clone()),
+            broadcaster: Broadcaster::new(Arc::clone(&store), posting, clock.clone()),
             replay_window: 3600,
         },
+        store,
         api,
         clock,
     }
@@ -256,8 +258,33 @@ async fn only_what_is_inside_the_window_is_replayed_in_order(backend: Backend) {
     assert!(h.subscribe("c3").await.is_empty(), "nothing twice");
 }
 
-async fn a_key_that_never_subscribed_gets_no_replay(backend: Backend) {
+async fn a_key_is_replayed_what_was_sent_after_it_was_added_and_nothing_older(backend: Backend) {
     let h = handlers(backend).await;
+    h.say("sent before the key was added again").await;
+    assert!(h.store.revoke_client_key("smokey-a").await.unwrap());
+    keys::add(h.store.as_ref(), "smokey-a", KEY, clock::now())
+        .await
+        .unwrap();
+    h.say("sent before its first subscription").await;
+    assert_eq!(
+        h.subscribe("c1").await,
+        [json!({"message": "sent before its first subscription"})],
+        "a new key starts where it was added, not where it first subscribes"
+    );
+    h.disconnect("c1").await;
+    assert!(h.subscribe("c2").await.is_empty(), "nothing twice");
+}
+
+async fn a_key_without_a_cursor_starts_at_its_first_subscription(backend: Backend) {
+    let h = handlers(backend).await;
+    // A key stored as a version without cursors at registration stored it.
+    h.store.revoke_client_key("smokey-a").await.unwrap();
+    let legacy = ClientKey {
+        name: "smokey-b".into(),
+        key_hash: keys::hash(KEY),
+        created_at: clock::now(),
+    };
+    assert!(h.store.add_client_key(&legacy).await.unwrap());
     h.say("before the key was ever used").await;
     assert!(h.subscribe("c1").await.is_empty());
     h.say("live").await;
@@ -312,5 +339,6 @@ on_both_stores!(
     a_verdict_decided_while_away_reaches_the_key_once_it_is_back,
     a_client_that_was_connected_is_not_sent_it_again,
     only_what_is_inside_the_window_is_replayed_in_order,
-    a_key_that_never_subscribed_gets_no_replay,
+    a_key_is_replayed_what_was_sent_after_it_was_added_and_nothing_older,
+    a_key_without_a_cursor_starts_at_its_first_subscription,
 );

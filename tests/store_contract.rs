@@ -574,6 +574,11 @@ async fn the_outbox_keeps_order_and_cursors_only_go_forward(backend: Backend) {
     store.advance_cursor("smokey-1", 3, NOW).await.unwrap();
     assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(3));
     assert_eq!(store.cursor("smokey-2").await.unwrap(), None);
+    // A key added again starts over where it is added, back or forward.
+    store.start_cursor("smokey-1", 1, NOW).await.unwrap();
+    assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(1));
+    store.start_cursor("smokey-2", 3, NOW).await.unwrap();
+    assert_eq!(store.cursor("smokey-2").await.unwrap(), Some(3));
 }
 
 async fn a_sighting_counts_once_within_its_horizon(backend: Backend) {

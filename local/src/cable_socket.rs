@@ -7,14 +7,14 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use build_relay::cable::MAX_FRAME_BYTES;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::gateway::App;
+use crate::gateway::{App, GOING_AWAY, STOPPING};
 use crate::peers::{Outbox, Outgoing, new_connection_id};
 
 /// API Gateway's largest WebSocket message; frames are limited to 32 KB separately.
@@ -28,6 +28,14 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if app.deliveries.stopping() {
+        return (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "1")],
+            "relay-local is stopping; connect again in a moment\n",
+        )
+            .into_response();
+    }
     let user_agent = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -89,6 +97,17 @@ async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: O
     let (mut sink, mut stream) = socket.split();
     let (outbox, rx) = Outbox::new();
     app.peers.add(&id, outbox.clone(), source, user_agent);
+    // Upgraded just as shutdown began, after its close frames went out: close this one too.
+    // (Added before the check, so that one or the other always sees it.)
+    if app.deliveries.stopping() {
+        app.peers.remove(&id);
+        let going_away = CloseFrame {
+            code: GOING_AWAY,
+            reason: STOPPING.into(),
+        };
+        let _ = sink.send(Message::Close(Some(going_away))).await;
+        return;
+    }
 
     let connected = app
         .sockets

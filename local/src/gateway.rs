@@ -225,16 +225,16 @@ impl Running {
         format!("ws://{}/cable", self.addr)
     }
 
-    /// Stops gracefully: new webhooks get 503 while those in flight finish (their answers
-    /// and the frames they send: @connections keeps serving meanwhile), the pings stop,
-    /// every WebSocket gets a close frame with 1001 "going away", then the server drains.
+    /// Stops gracefully. First nothing new is taken: new webhooks and WebSocket upgrades
+    /// get 503, so a client that reconnects at once does not land on a process about to
+    /// exit. Then the deliveries in flight finish (their answers and the frames they send:
+    /// @connections keeps serving meanwhile), the pings stop, every WebSocket gets what is
+    /// queued for it and then a close frame with 1001 "going away", and the server drains.
     pub async fn stop(self) {
+        self.app.deliveries.stop_taking();
         self.app.deliveries.drain(server::DRAIN_TIMEOUT).await;
         self.stop_background();
-        let closing = self
-            .app
-            .peers
-            .close_all(GOING_AWAY, "relay-local is stopping");
+        let closing = self.app.peers.close_all(GOING_AWAY, STOPPING);
         // Let the close frames go out before the runtime ends.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while self.app.peers.count() > 0 && tokio::time::Instant::now() < deadline {
@@ -270,7 +270,9 @@ impl Running {
 }
 
 /// RFC 6455's close code for an endpoint that is going away.
-const GOING_AWAY: u16 = 1001;
+pub const GOING_AWAY: u16 = 1001;
+/// The close frame's reason when the gateway stops.
+pub const STOPPING: &str = "relay-local is stopping";
 
 /// Resolves with the name of the first stop signal received.
 async fn stop_signal() -> &'static str {
@@ -295,6 +297,10 @@ async fn install_client_keys(
     client_keys: &[(String, String)],
 ) -> Result<(), StartError> {
     for (name, key) in client_keys {
+        // An unchanged key keeps its cursor, so a restart replays what it missed meanwhile.
+        if keys::holds(store, name, key).await? {
+            continue;
+        }
         store.revoke_client_key(name).await?;
         keys::add(store, name, key, build_relay::clock::now())
             .await
@@ -306,7 +312,7 @@ async fn install_client_keys(
     Ok(())
 }
 
-/// The webhook deliveries in flight, and whether new ones are still taken.
+/// The webhook deliveries in flight, and whether new deliveries and sockets are still taken.
 #[derive(Default)]
 pub struct Deliveries {
     stopping: AtomicBool,
@@ -314,9 +320,18 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Takes no new deliveries from now on, and waits (up to `patience`) for those in flight.
-    async fn drain(&self, patience: Duration) {
+    /// From now on, new webhooks and new WebSocket connections are refused.
+    fn stop_taking(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the gateway is stopping: nothing new is taken.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to `patience`) for the deliveries in flight.
+    async fn drain(&self, patience: Duration) {
         let deadline = tokio::time::Instant::now() + patience;
         while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -343,7 +358,7 @@ async fn serve(
     // Counted before the check, so that drain never misses one that got past it.
     app.deliveries.in_flight.fetch_add(1, Ordering::SeqCst);
     let _counted = InFlight(&app.deliveries.in_flight);
-    if app.deliveries.stopping.load(Ordering::SeqCst) {
+    if app.deliveries.stopping() {
         return build_relay::answer::Answer::unavailable(
             "relay-local is stopping; redeliver later",
         )

@@ -1,6 +1,6 @@
-//! `relay-local serve` stopped with SIGTERM while a delivery is in flight: the delivery
-//! finishes with its answer and its frames, every client then gets close code 1001, and the
-//! process exits 0.
+//! `relay-local serve` stopped with SIGTERM while a delivery is in flight: new sockets are
+//! refused with 503 at once, the delivery finishes with its answer and its frames, every
+//! client then gets close code 1001, and the process exits 0.
 
 mod common;
 
@@ -101,6 +101,19 @@ async fn sigterm_finishes_deliveries_then_closes_sockets_with_1001() {
         .status()
         .unwrap();
     assert!(killed.success());
+
+    // While the delivery finishes, a Smokey that reconnects at once is turned away, not
+    // confirmed by a process about to exit.
+    let refused = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!(
+            "a new socket while stopping: {:?}",
+            other.map(|_| "accepted")
+        ),
+    }
 
     let (status, reason) = approval.await.unwrap();
     assert_eq!(status, 200, "{reason}");

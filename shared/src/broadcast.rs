@@ -131,7 +131,8 @@ pub struct Round {
 pub struct Replay {
     /// Messages sent from the outbox.
     pub sent: usize,
-    /// The key had never subscribed: its cursor starts at the newest message, nothing sent.
+    /// The key had no cursor (stored before keys got one when added, or unused for
+    /// `ttl::CURSOR`): its cursor starts at the newest message, nothing sent.
     pub first_subscription: bool,
 }
 
@@ -238,8 +239,8 @@ impl Broadcaster {
     /// Sends `client`'s connection `id`, just subscribed with `identifier`, the messages its
     /// key missed since `cursor` (its cursor as read *before* the subscription was stored,
     /// so that a live message in between cannot move it past what was missed), none older
-    /// than `window` seconds, in order. A key never seen before (`None`) starts at the
-    /// newest message instead. A window of 0 turns replay off.
+    /// than `window` seconds, in order. A key without a cursor (`None`; `keys::add` gives
+    /// every key one) starts at the newest message instead. A window of 0 turns replay off.
     pub async fn replay(
         &self,
         id: &str,

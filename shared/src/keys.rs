@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{ClientKey, ClientKeys, StoreError};
+use crate::store::{ClientKey, ClientKeys, Store, StoreError};
 
 /// A fresh key: 32 random bytes as 64 hex digits.
 pub fn generate() -> String {
@@ -34,8 +34,10 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
-/// Stores the hash of `key` under `name`.
-pub async fn add(store: &dyn ClientKeys, name: &str, key: &str, now: i64) -> Result<(), KeyError> {
+/// Stores the hash of `key` under `name`, and starts the key's replay cursor at the newest
+/// message: from now on, what the key misses before it subscribes is replayed to it (within
+/// the replay window), and nothing older is.
+pub async fn add(store: &dyn Store, name: &str, key: &str, now: i64) -> Result<(), KeyError> {
     let valid_name = !name.is_empty()
         && name.len() <= 64
         && name
@@ -47,16 +49,30 @@ pub async fn add(store: &dyn ClientKeys, name: &str, key: &str, now: i64) -> Res
     if key.len() < 16 {
         return Err(KeyError::TooShort);
     }
+    // Read before the key exists: a message sent meanwhile is replayed, not skipped.
+    let head = store.outbox_head().await?;
     let record = ClientKey {
         name: name.to_string(),
         key_hash: hash(key),
         created_at: now,
     };
-    if store.add_client_key(&record).await? {
-        Ok(())
-    } else {
-        Err(KeyError::NameTaken(name.to_string()))
+    if !store.add_client_key(&record).await? {
+        return Err(KeyError::NameTaken(name.to_string()));
     }
+    if let Err(error) = store.start_cursor(name, head, now).await {
+        // A key without its cursor would skip what it missed: not added, try again.
+        let _ = store.revoke_client_key(name).await;
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Whether `name` is stored with exactly `key`.
+pub async fn holds(store: &dyn ClientKeys, name: &str, key: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .client_key_by_hash(&hash(key))
+        .await?
+        .is_some_and(|k| k.name == name))
 }
 
 /// The name of the client that holds `key`, if it is known.

@@ -290,6 +290,7 @@ delegate! {
         outbox_head() -> u64;
         cursor(client: &str) -> Option<u64>;
         advance_cursor(client: &str, seq: u64, now: i64) -> ();
+        start_cursor(client: &str, seq: u64, now: i64) -> ();
         first_sighting(fingerprint: &str, now: i64, horizon: i64) -> bool;
     }
 }

@@ -82,3 +82,125 @@ pub async fn wait_until_listening(port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A client that connects and reconnects as SmokeDetector's `metasmoke.py` does, and keeps
+/// every frame with a `message` it receives (pings and replies to subscribe left out).
+///
+/// Smokey sends its subscribe right after connecting and reads with a 10 s timeout. A close
+/// frame makes websocket-client's `recv()` return an empty string, which fails to parse:
+/// Smokey then reconnects at once. A failed connect, a read timeout, a broken socket or a
+/// rejection send it to its outer handler, which waits 10 s before connecting again.
+pub struct SmokeyLike {
+    frames: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    confirmed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Smokey's read timeout, and its wait before reconnecting after a failure.
+pub const SMOKEY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SmokeyLike {
+    pub fn start(port: u16, key: &str) -> Self {
+        let frames = std::sync::Arc::default();
+        let confirmed = std::sync::Arc::default();
+        let task = tokio::spawn(smokey_loop(
+            format!("ws://127.0.0.1:{port}/cable"),
+            key.to_string(),
+            std::sync::Arc::clone(&frames),
+            std::sync::Arc::clone(&confirmed),
+        ));
+        Self {
+            frames,
+            confirmed,
+            task,
+        }
+    }
+
+    /// How many subscriptions were confirmed so far.
+    pub fn confirmed(&self) -> usize {
+        self.confirmed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The `message` of every frame received so far, in order.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds of the messages, or `deadline` passes; whether it held.
+    pub async fn wait_for(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> bool {
+        while Instant::now() < deadline {
+            if done(&self.messages()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done(&self.messages())
+    }
+}
+
+impl Drop for SmokeyLike {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn smokey_loop(
+    url: String,
+    key: String,
+    frames: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    confirmed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let identifier = serde_json::json!({ "channel": "SmokeDetectorChannel", "key": key });
+    let subscribe =
+        serde_json::json!({ "command": "subscribe", "identifier": identifier.to_string() })
+            .to_string();
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = SMOKEY_TIMEOUT;
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else {
+            continue;
+        };
+        if socket.send(Message::text(subscribe.clone())).await.is_err() {
+            continue;
+        }
+        loop {
+            let frame = match tokio::time::timeout(SMOKEY_TIMEOUT, socket.next()).await {
+                Ok(Some(Ok(frame))) => frame,
+                // Timed out, broken or ended: the outer handler, 10 s.
+                _ => break,
+            };
+            let text = match frame {
+                Message::Text(text) => text.to_string(),
+                // recv() returns "" for a close frame; json.loads fails; reconnect at once.
+                Message::Close(_) => {
+                    wait = Duration::ZERO;
+                    break;
+                }
+                _ => continue,
+            };
+            let Ok(data) = serde_json::from_str::<serde_json::Value>(&text) else {
+                wait = Duration::ZERO;
+                break;
+            };
+            match data["type"].as_str() {
+                Some("confirm_subscription") => {
+                    confirmed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Some("reject_subscription") => break,
+                Some("ping") => {}
+                _ => {
+                    if let Some(message) = data.get("message") {
+                        frames.lock().unwrap().push(message.clone());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -186,7 +186,9 @@ impl Sockets {
             .await
             .map_err(|e| format!("{outcome}, but missed messages were not replayed: {e}"))?;
         Ok(match replay {
-            r if r.first_subscription => format!("{outcome} (first subscription of this key)"),
+            r if r.first_subscription => {
+                format!("{outcome} (the key had no replay cursor; it starts now)")
+            }
             r => format!("{outcome}, {} missed message(s) replayed", r.sent),
         })
     }

@@ -14,7 +14,8 @@
 //! |                 |                     |                    | swap from the record last read  |
 //! | outbox counter  | `outbox`            | `head`             | atomic `ADD seq 1`              |
 //! | outbox entry    | `outbox`            | `frame#<seq:020>`  | plain (append only)             |
-//! | client cursor   | `cursor`            | `client#<name>`    | conditional: only forward       |
+//! | client cursor   | `cursor`            | `client#<name>`    | plain when its key is added,    |
+//! |                 |                     |                    | then conditional: only forward  |
 //! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently  |
 //! | watched stall   | `stall`             | `stall#<key>`      | plain (reconcile passes)        |
 //!
@@ -781,6 +782,20 @@ impl Outbox for DynamoStore {
             .await;
         // False: already at or past `seq`, never moved back.
         applied(result).map(|_| ())
+    }
+
+    async fn start_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .item("pk", s(CURSORS_PK))
+            .item("sk", s(format!("client#{client}")))
+            .item("seq", n(seq as i64))
+            .item(TTL_ATTRIBUTE, n(now + ttl::CURSOR))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn first_sighting(

@@ -432,6 +432,12 @@ impl Outbox for EmbeddedStore {
         })
     }
 
+    async fn start_cursor(&self, client: &str, seq: u64, _now: i64) -> Result<(), StoreError> {
+        self.change(|state| {
+            state.cursors.insert(client.to_string(), seq);
+        })
+    }
+
     async fn first_sighting(
         &self,
         fingerprint: &str,

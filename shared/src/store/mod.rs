@@ -279,6 +279,10 @@ pub trait Outbox: Send + Sync {
     /// Moves `client`'s cursor to `seq`, never back.
     async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
 
+    /// Puts `client`'s cursor at `seq`, wherever it was: where a key that has just become
+    /// known starts, so that what is sent before its first subscription is replayed.
+    async fn start_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
+
     /// Notes `fingerprint` as seen now and answers true, unless it was noted in the last
     /// `horizon` seconds: then false, and nothing changes (a conditional write).
     async fn first_sighting(
