@@ -1,6 +1,8 @@
 //! What the tests that run `relay-local` as a process share. Each test file uses part.
 #![allow(dead_code)]
 
+pub mod metasmoke;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -91,7 +93,8 @@ pub async fn wait_until_listening(port: u16) {
 /// Smokey then reconnects at once. A failed connect, a read timeout, a broken socket or a
 /// rejection send it to its outer handler, which waits 10 s before connecting again.
 pub struct SmokeyLike {
-    frames: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    frames: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pings: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -102,18 +105,28 @@ pub const SMOKEY_TIMEOUT: Duration = Duration::from_secs(10);
 impl SmokeyLike {
     pub fn start(port: u16, key: &str) -> Self {
         let frames = std::sync::Arc::default();
+        let pings = std::sync::Arc::default();
         let confirmed = std::sync::Arc::default();
         let task = tokio::spawn(smokey_loop(
             format!("ws://127.0.0.1:{port}/cable"),
             key.to_string(),
-            std::sync::Arc::clone(&frames),
-            std::sync::Arc::clone(&confirmed),
+            Seen {
+                frames: std::sync::Arc::clone(&frames),
+                pings: std::sync::Arc::clone(&pings),
+                confirmed: std::sync::Arc::clone(&confirmed),
+            },
         ));
         Self {
             frames,
+            pings,
             confirmed,
             task,
         }
+    }
+
+    /// When each ping arrived.
+    pub fn pings(&self) -> Vec<Instant> {
+        self.pings.lock().unwrap().clone()
     }
 
     /// How many subscriptions were confirmed so far.
@@ -123,7 +136,27 @@ impl SmokeyLike {
 
     /// The `message` of every frame received so far, in order.
     pub fn messages(&self) -> Vec<serde_json::Value> {
-        self.frames.lock().unwrap().clone()
+        self.raw_messages()
+            .iter()
+            .map(|m| serde_json::from_str(m).unwrap())
+            .collect()
+    }
+
+    /// The `message` of every frame received so far, as the bytes that came.
+    pub fn raw_messages(&self) -> Vec<String> {
+        let frames = self.frames.lock().unwrap();
+        frames.iter().filter_map(|f| raw_message(f)).collect()
+    }
+
+    /// The `identifier` of every frame received so far.
+    pub fn identifiers(&self) -> Vec<String> {
+        let frames = self.frames.lock().unwrap();
+        frames
+            .iter()
+            .map(|f| {
+                serde_json::from_str::<serde_json::Value>(f).unwrap()["identifier"].to_string()
+            })
+            .collect()
     }
 
     /// Waits until `done` holds of the messages, or `deadline` passes; whether it held.
@@ -148,12 +181,14 @@ impl Drop for SmokeyLike {
     }
 }
 
-async fn smokey_loop(
-    url: String,
-    key: String,
-    frames: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+/// What the client's loop writes down.
+struct Seen {
+    frames: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pings: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
+}
+
+async fn smokey_loop(url: String, key: String, seen: Seen) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let identifier = serde_json::json!({ "channel": "SmokeDetectorChannel", "key": key });
@@ -191,16 +226,25 @@ async fn smokey_loop(
             };
             match data["type"].as_str() {
                 Some("confirm_subscription") => {
-                    confirmed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    seen.confirmed
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 Some("reject_subscription") => break,
-                Some("ping") => {}
-                _ => {
-                    if let Some(message) = data.get("message") {
-                        frames.lock().unwrap().push(message.clone());
-                    }
-                }
+                Some("ping") => seen.pings.lock().unwrap().push(Instant::now()),
+                _ if data.get("message").is_some() => seen.frames.lock().unwrap().push(text),
+                _ => {}
             }
         }
     }
+}
+
+/// A frame's `message`, as the JSON text in the frame.
+pub fn raw_message(frame: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(borrow)]
+        message: Option<&'a serde_json::value::RawValue>,
+    }
+    let frame: Frame = serde_json::from_str(frame).ok()?;
+    frame.message.map(|m| m.get().to_string())
 }
