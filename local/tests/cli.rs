@@ -136,7 +136,7 @@ fn keys_work_against_dynamodb() {
     let endpoint = std::env::var("RELAY_TEST_DYNAMODB_ENDPOINT").expect(
         "RELAY_TEST_DYNAMODB_ENDPOINT is not set: run scripts/test.sh, which starts moto_server",
     );
-    let suffix = format!("{}-{}", std::process::id(), build_relay_suffix());
+    let suffix = common::unique_suffix();
     let run = |args: &[&str]| run_with_stdin(args, &endpoint, &suffix, "");
     let added = run(&["keys", "add", "smokey-aws", "--dynamodb", "--create-tables"]);
     assert!(added.status.success(), "{}", text(&added.stderr));
@@ -167,21 +167,7 @@ fn keys_work_against_dynamodb() {
 /// `relay-local ARGS` against moto's DynamoDB, tables named with `suffix`, `stdin` fed in.
 fn run_with_stdin(args: &[&str], endpoint: &str, suffix: &str, stdin: &str) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relay-local"));
-    command
-        .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-        .env("TABLE_NAME", format!("cli-main-{suffix}"))
-        .env("CONNECTIONS_TABLE", format!("cli-connections-{suffix}"))
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command.args(args);
+    common::use_moto(&mut command, endpoint, "cli", suffix);
     common::output_with_stdin(&mut command, stdin)
-}
-
-fn build_relay_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use build_relay::intake;
-use common::{SmokeyLike, free_port, output_with_stdin, serve_command, wait_until_listening};
+use common::{
+    SmokeyLike, deliver, free_port, output_with_stdin, serve_command, unique_suffix, use_moto,
+    wait_until_listening,
+};
 use serde_json::Value;
 
 const SECRET: &str = "restart test secret";
@@ -36,8 +38,7 @@ impl Kept {
     }
 
     fn state_file() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("relay-restart-{}-{}", std::process::id(), unique()));
+        let dir = std::env::temp_dir().join(format!("relay-restart-{}", unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let kept = Kept::StateFile(dir.join("state.json"));
         let mut add = kept.command(&["keys", "add", "smokey", "--stdin"]);
@@ -56,7 +57,7 @@ impl Kept {
         );
         Kept::DynamoDb {
             endpoint,
-            suffix: format!("{}-{}", std::process::id(), unique()),
+            suffix: unique_suffix(),
         }
     }
 
@@ -79,14 +80,8 @@ impl Kept {
             Kept::DynamoDb { endpoint, suffix } => {
                 command
                     .args(["--dynamodb", "--create-tables"])
-                    .env("RELAY_CLIENT_KEYS", format!("smokey:{KEY}"))
-                    .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-                    .env("TABLE_NAME", format!("restart-main-{suffix}"))
-                    .env("CONNECTIONS_TABLE", format!("restart-connections-{suffix}"))
-                    .env("AWS_ACCESS_KEY_ID", "testing")
-                    .env("AWS_SECRET_ACCESS_KEY", "testing")
-                    .env("AWS_REGION", "us-east-1")
-                    .env("AWS_EC2_METADATA_DISABLED", "true");
+                    .env("RELAY_CLIENT_KEYS", format!("smokey:{KEY}"));
+                use_moto(command, endpoint, "restart", suffix);
             }
         }
     }
@@ -99,13 +94,6 @@ impl Kept {
             .spawn()
             .expect("relay-local starts")
     }
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 fn signal(relay: &Child, name: &str) {
@@ -134,20 +122,16 @@ async fn fail_the_deploy_commit(port: u16) -> (u16, String) {
     let mut status: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     status["state"] = "failure".into();
     let body = serde_json::to_vec(&status).unwrap();
-    let answer = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/github/status_hook"))
-        .header("content-type", "application/json")
-        .header(intake::EVENT_HEADER, "status")
-        .header(intake::DELIVERY_HEADER, format!("restart-{}", unique()))
-        .header(
-            intake::SIGNATURE_HEADER,
-            intake::sign(SECRET.as_bytes(), &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (answer.status().as_u16(), answer.text().await.unwrap())
+    let delivery = format!("restart-{}", unique_suffix());
+    deliver(
+        port,
+        "/github/status_hook",
+        "status",
+        &delivery,
+        SECRET,
+        body,
+    )
+    .await
 }
 
 fn verdicts(messages: &[Value]) -> usize {

@@ -7,8 +7,7 @@ mod common;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use build_relay::intake;
-use common::{free_port, serve_command, smokey, wait_until_listening};
+use common::{deliver, free_port, serve_command, smokey, wait_until_listening};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -80,20 +79,15 @@ async fn sigterm_finishes_deliveries_then_closes_sockets_with_1001() {
 
     let body = serde_json::to_vec(&sample("status-approval.json")).unwrap();
     let approval = tokio::spawn(async move {
-        let answer = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/github/pr_merge"))
-            .header("content-type", "application/json")
-            .header(intake::EVENT_HEADER, "status")
-            .header(intake::DELIVERY_HEADER, "in-flight-1")
-            .header(
-                intake::SIGNATURE_HEADER,
-                intake::sign(SECRET.as_bytes(), &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (answer.status().as_u16(), answer.text().await.unwrap())
+        deliver(
+            port,
+            "/github/pr_merge",
+            "status",
+            "in-flight-1",
+            SECRET,
+            body,
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Command::new("kill")

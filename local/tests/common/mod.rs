@@ -66,6 +66,58 @@ pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A name part no other test run uses: this process and the time in nanoseconds.
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Points `command` at moto's DynamoDB on `endpoint`, tables `PREFIX-main-SUFFIX` and
+/// `PREFIX-connections-SUFFIX`, with the fake credentials local servers take.
+pub fn use_moto(command: &mut Command, endpoint: &str, prefix: &str, suffix: &str) {
+    command
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("TABLE_NAME", format!("{prefix}-main-{suffix}"))
+        .env(
+            "CONNECTIONS_TABLE",
+            format!("{prefix}-connections-{suffix}"),
+        )
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// POSTs `body` to relay-local's `route` as GitHub delivers event `event`, signed with
+/// `secret`; returns the answer's status and text.
+pub async fn deliver(
+    port: u16,
+    route: &str,
+    event: &str,
+    delivery: &str,
+    secret: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    use build_relay::intake;
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{route}"))
+        .header("content-type", "application/json")
+        .header(intake::EVENT_HEADER, event)
+        .header(intake::DELIVERY_HEADER, delivery)
+        .header(
+            intake::SIGNATURE_HEADER,
+            intake::sign(secret.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
