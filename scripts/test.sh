@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-relay's whole test suite, from a fresh machine:
 #   1. installs the pinned tools of scripts/requirements-test.txt (moto, cfn-lint, SAM CLI)
-#      into ./.venv, once,
+#      into ./.venv, once, and Debian's ruby-actioncable and puma when missing (the bridge
+#      tests run metasmoke's websocket as Rails serves it),
 #   2. starts moto_server on a free 127.0.0.1 port,
 #   3. runs cargo fmt --check, cargo clippy -D warnings, cfn-lint and sam validate --lint on
 #      template.yaml, builds the release function binaries (the runtime-API tests run them),
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 source scripts/venv.sh
 source scripts/moto.sh
+source scripts/rails.sh
 FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile)
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -22,6 +24,7 @@ command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
 command -v python3 >/dev/null || die "python3 is not installed (needed for moto)"
 
 ensure_venv scripts/requirements-test.txt
+ensure_rails
 start_moto
 
 step "cargo fmt --check"

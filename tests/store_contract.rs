@@ -581,18 +581,38 @@ async fn the_outbox_keeps_order_and_cursors_only_go_forward(backend: Backend) {
     assert_eq!(store.cursor("smokey-2").await.unwrap(), Some(3));
 }
 
-async fn a_sighting_counts_once_within_its_horizon(backend: Backend) {
+async fn a_bridged_frame_enters_the_outbox_once_within_its_horizon(backend: Backend) {
     let store = store(backend).await;
-    assert!(store.first_sighting("f1", NOW, 15).await.unwrap());
-    assert!(!store.first_sighting("f1", NOW + 10, 15).await.unwrap());
-    assert!(store.first_sighting("f2", NOW + 10, 15).await.unwrap());
+    let first = store.append_outbox_once("m1", "f1", NOW, 15).await.unwrap();
+    assert_eq!(first, Some(1));
+    assert_eq!(
+        store
+            .append_outbox_once("m1", "f1", NOW + 10, 15)
+            .await
+            .unwrap(),
+        None
+    );
+    let other = store
+        .append_outbox_once("m2", "f2", NOW + 10, 15)
+        .await
+        .unwrap();
+    assert!(other.is_some_and(|seq| seq > 1));
     // The second sighting did not restart the horizon: past it, the same frame is new.
-    assert!(store.first_sighting("f1", NOW + 16, 15).await.unwrap());
+    let again = store
+        .append_outbox_once("m1", "f1", NOW + 16, 15)
+        .await
+        .unwrap();
+    assert!(again.is_some());
+    // Exactly the frames that counted are in the outbox, in order.
+    let entries = store.outbox_after(0, 0, 10).await.unwrap();
+    let messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages, ["m1", "m2", "m1"]);
+    assert_eq!(entries[0].at, NOW);
 }
 
 on_both_stores!(
     the_outbox_keeps_order_and_cursors_only_go_forward,
-    a_sighting_counts_once_within_its_horizon,
+    a_bridged_frame_enters_the_outbox_once_within_its_horizon,
     history_is_kept_newest_first,
     a_claim_has_one_holder,
     ledger_runs_a_delivery_once,

@@ -7,11 +7,11 @@
 //! `Timings::silence` without a frame (metasmoke pings every 3 s), waiting
 //! `Timings::first_retry`, then twice as long each time up to `Timings::max_retry`.
 //!
-//! Frames go out through the `Notifier`, so they pass the outbox and reach a Smokey that
-//! was away when it resubscribes. Each is fingerprinted first (`Store::first_sighting`):
-//! where two bridge runs overlap (the keepalive function's windows on AWS), a frame both
-//! saw is forwarded once. Identical frames more than `Timings::dedupe_horizon` apart are
-//! both forwarded.
+//! Frames go out through the outbox, so they reach a Smokey that was away when it
+//! resubscribes. Each enters it with its fingerprint, in one conditional step
+//! (`Outbox::append_outbox_once`): where two bridge runs overlap (the keepalive function's
+//! windows on AWS), a frame both saw is forwarded once. Identical frames more than
+//! `Timings::dedupe_horizon` apart are both forwarded.
 
 use std::time::Duration;
 
@@ -26,7 +26,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::broadcast::Broadcaster;
 use crate::config::BridgeConfig;
-use crate::notify::{Notifier, SmokeyMessage};
 
 /// The largest message read from metasmoke; a larger one ends the socket (and the bridge
 /// reconnects).
@@ -69,7 +68,10 @@ pub enum Upstream {
     Rejected,
     /// A broadcast; its `message` as the JSON text metasmoke sent.
     Broadcast(String),
-    /// Anything else (a disconnect notice, junk): ignored.
+    /// `{"type":"disconnect"}`: the server is closing the socket (a restart, an
+    /// unauthorized connection); Rails 6 sends it before the close.
+    Disconnect,
+    /// Anything else (junk, frames of newer versions): ignored.
     Other,
 }
 
@@ -91,6 +93,7 @@ pub fn parse(text: &str) -> Upstream {
         (Some("ping"), _) => Upstream::Ping,
         (Some("confirm_subscription"), _) => Upstream::Confirmed,
         (Some("reject_subscription"), _) => Upstream::Rejected,
+        (Some("disconnect"), _) => Upstream::Disconnect,
         (None, Some(message)) => Upstream::Broadcast(message.get().to_string()),
         _ => Upstream::Other,
     }
@@ -130,7 +133,7 @@ pub struct BridgeReport {
     pub skipped: usize,
     /// Broadcasts another run had forwarded already.
     pub duplicates: usize,
-    /// Broadcasts the notifier could not send to anyone.
+    /// Broadcasts that could not be stored before the run's end.
     pub failed: usize,
 }
 
@@ -236,7 +239,11 @@ impl Bridge {
                     tracing::error!("metasmoke bridge: subscription rejected; check METASMOKE_KEY");
                     return (End::Rejected, confirmed);
                 }
-                Upstream::Broadcast(message) => self.forward(message, report).await,
+                Upstream::Broadcast(message) => self.forward(message, deadline, report).await,
+                Upstream::Disconnect => {
+                    tracing::warn!(frame = %text, "metasmoke bridge: metasmoke disconnects us");
+                    return (End::Dropped, confirmed);
+                }
                 Upstream::Welcome | Upstream::Ping | Upstream::Other => {}
             }
         }
@@ -264,39 +271,56 @@ impl Bridge {
         Ok(socket)
     }
 
-    async fn forward(&self, message: String, report: &mut BridgeReport) {
+    /// Sends a broadcast on to the Smokeys, once across overlapping runs: the frame enters
+    /// the outbox together with its fingerprint (one conditional step), then goes out. A
+    /// store that fails is tried again, the wait growing to `STORE_RETRY_MAX`, until the
+    /// frame is in or the run's time is up (an overlapping run has it too). Once in the
+    /// outbox a frame is not lost: a Smokey that misses the post gets it on resubscription.
+    async fn forward(&self, message: String, deadline: Instant, report: &mut BridgeReport) {
         if !forwards(&message, &self.config.skip) {
             report.skipped += 1;
             return;
         }
         let fingerprint = hex::encode(Sha256::digest(message.as_bytes()));
-        let now = self.broadcaster.clock().now();
-        match self
-            .broadcaster
-            .store()
-            .first_sighting(&fingerprint, now, self.timings.dedupe_horizon)
-            .await
-        {
-            Ok(false) => {
-                report.duplicates += 1;
-                return;
+        // When it arrived, also for a later retry: a copy another run saw at the same
+        // moment is then still within the horizon.
+        let arrived = self.broadcaster.clock().now();
+        let mut wait = STORE_RETRY_FIRST;
+        let seq = loop {
+            let stored = self
+                .broadcaster
+                .store()
+                .append_outbox_once(&message, &fingerprint, arrived, self.timings.dedupe_horizon)
+                .await;
+            match stored {
+                Ok(Some(seq)) => break seq,
+                Ok(None) => {
+                    report.duplicates += 1;
+                    return;
+                }
+                Err(error) if Instant::now() + wait < deadline => {
+                    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "metasmoke bridge: frame not stored yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(STORE_RETRY_MAX);
+                }
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::error!(%error, "metasmoke bridge: frame not stored before the run's end");
+                    return;
+                }
             }
-            Ok(true) => {}
-            // Better a frame twice than not at all.
-            Err(error) => {
-                tracing::warn!(%error, "metasmoke bridge: cannot check for a duplicate; forwarding")
-            }
-        }
-        let bridged = SmokeyMessage::Bridged(message);
-        match self.broadcaster.notify(&bridged).await {
-            Ok(_) => report.forwarded += 1,
-            Err(error) => {
-                report.failed += 1;
-                tracing::error!(%error, "metasmoke bridge: frame not forwarded");
-            }
+        };
+        report.forwarded += 1;
+        if let Err(error) = self.broadcaster.deliver(seq, &message).await {
+            tracing::warn!(%error, seq, "metasmoke bridge: frame stored but not posted; Smokeys get it on resubscription");
         }
     }
 }
+
+/// The first wait before storing a frame again after the store failed.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between tries to store a frame.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -318,7 +342,11 @@ mod tests {
             Upstream::Rejected
         );
         assert_eq!(parse("not json"), Upstream::Other);
-        assert_eq!(parse(r#"{"type":"disconnect"}"#), Upstream::Other);
+        assert_eq!(
+            parse(r#"{"type":"disconnect","reason":"server_restart","reconnect":true}"#),
+            Upstream::Disconnect
+        );
+        assert_eq!(parse(r#"{"type":"welcome_v2"}"#), Upstream::Other);
     }
 
     #[test]

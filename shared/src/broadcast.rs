@@ -305,13 +305,21 @@ impl Broadcaster {
 impl Notifier for Broadcaster {
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
         let text = message.to_json();
-        let now = self.clock.now();
-        let seq = self.store.append_outbox(&text, now).await?;
-        let connections = self.store.connections(now).await?;
+        let seq = self.store.append_outbox(&text, self.clock.now()).await?;
+        self.deliver(seq, &text).await
+    }
+}
+
+impl Broadcaster {
+    /// Posts outbox entry `seq` (`text`) to every subscribed connection and moves the
+    /// cursors of the keys that took it. Should this fail or never run, the entry is still
+    /// in the outbox: a key that resubscribes is sent it.
+    pub async fn deliver(&self, seq: u64, text: &str) -> Result<Reach, NotifyError> {
+        let connections = self.store.connections(self.clock.now()).await?;
         let (mut posts, mut oversized, mut largest) = (Vec::new(), 0, 0);
         for connection in &connections {
             for identifier in &connection.subscriptions {
-                let frame = cable::message(identifier, &text);
+                let frame = cable::message(identifier, text);
                 if frame.len() > cable::MAX_FRAME_BYTES {
                     // API Gateway would close the socket: skip this one subscription.
                     tracing::warn!(connection = %connection.id, bytes = frame.len(), "frame over the 32 KB limit; not sent to this connection");

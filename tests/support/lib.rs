@@ -291,7 +291,7 @@ delegate! {
         cursor(client: &str) -> Option<u64>;
         advance_cursor(client: &str, seq: u64, now: i64) -> ();
         start_cursor(client: &str, seq: u64, now: i64) -> ();
-        first_sighting(fingerprint: &str, now: i64, horizon: i64) -> bool;
+        append_outbox_once(message: &str, fingerprint: &str, now: i64, horizon: i64) -> Option<u64>;
     }
 }
 

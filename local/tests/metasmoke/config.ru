@@ -14,11 +14,18 @@ require "action_dispatch"
 module Metasmoke
   LOCK = Mutex.new
   KEYS = Set.new(ENV.fetch("METASMOKE_KEYS", "").split(","))
-  SEEN = { "connections" => 0, "open" => 0, "most_open" => 0, "confirmed" => 0,
-           "rejected" => 0, "origins" => [] }
+  SEEN = { "connections" => 0, "most_open" => 0, "confirmed" => 0, "rejected" => 0,
+           "origins" => [] }
+  # Every connection made, to count the open ones by their sockets: ActionCable's own
+  # disconnect callbacks do not run for the sockets a restart closes.
+  CONNECTIONS = []
 
   def self.note
     LOCK.synchronize { yield SEEN }
+  end
+
+  def self.open
+    CONNECTIONS.count(&:open?)
   end
 end
 
@@ -26,15 +33,15 @@ module ApplicationCable
   class Connection < ActionCable::Connection::Base
     def connect
       Metasmoke.note do |seen|
+        Metasmoke::CONNECTIONS << self
         seen["connections"] += 1
-        seen["open"] += 1
-        seen["most_open"] = [seen["most_open"], seen["open"]].max
+        seen["most_open"] = [seen["most_open"], Metasmoke.open].max
         seen["origins"] << request.origin
       end
     end
 
-    def disconnect
-      Metasmoke.note { |seen| seen["open"] -= 1 }
+    def open?
+      websocket.alive?
     end
   end
 
@@ -75,7 +82,8 @@ control = lambda do |env|
     Metasmoke::LOCK.synchronize { Metasmoke::KEYS.replace(keys) }
     ok
   when ["GET", "/seen"]
-    [200, { "content-type" => "application/json" }, [Metasmoke.note { |seen| JSON.generate(seen) }]]
+    seen = Metasmoke.note { |counts| counts.merge("open" => Metasmoke.open) }
+    [200, { "content-type" => "application/json" }, [JSON.generate(seen)]]
   else
     [404, { "content-type" => "text/plain" }, ["no such control route\n"]]
   end

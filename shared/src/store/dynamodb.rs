@@ -16,7 +16,9 @@
 //! | outbox entry    | `outbox`            | `frame#<seq:020>`  | plain (append only)             |
 //! | client cursor   | `cursor`            | `client#<name>`    | plain when its key is added,    |
 //! |                 |                     |                    | then conditional: only forward  |
-//! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently  |
+//! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently, |
+//! |                 |                     |                    | in one transaction with its     |
+//! |                 |                     |                    | outbox entry                    |
 //! | watched stall   | `stall`             | `stall#<key>`      | plain (reconcile passes)        |
 //!
 //! A latest-status item holds statuses and GitHub Actions results alike; its `source`
@@ -31,9 +33,10 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 
 use super::*;
@@ -56,6 +59,25 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// Gives out the next place in the outbox (the counter's atomic `ADD`). A crash
+    /// before the entry is written leaves a gap, which readers skip.
+    async fn next_outbox_place(&self) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(OUTBOX_PK))
+            .key("sk", s("head"))
+            .update_expression("ADD #seq :one")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        place(&output.attributes.unwrap_or_default())
+    }
+
     /// A store on `tables` through `client`. Does no network I/O.
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
@@ -689,38 +711,56 @@ impl ClientKeys for DynamoStore {
 #[async_trait]
 impl Outbox for DynamoStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
-        // The counter gives out places atomically; a crash before the entry is written
-        // leaves a gap, which readers skip.
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.tables.main)
-            .key("pk", s(OUTBOX_PK))
-            .key("sk", s("head"))
-            .update_expression("ADD #seq :one")
-            .expression_attribute_names("#seq", "seq")
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let counter = output.attributes.unwrap_or_default();
-        let seq = place(&counter)?;
+        let seq = self.next_outbox_place().await?;
         self.client
             .put_item()
             .table_name(&self.tables.main)
-            .set_item(Some(item([
-                ("pk", s(OUTBOX_PK)),
-                ("sk", s(outbox_sk(seq))),
-                ("seq", n(seq as i64)),
-                ("message", s(message)),
-                ("at", n(now)),
-                (TTL_ATTRIBUTE, n(now + ttl::OUTBOX)),
-            ])))
+            .set_item(Some(outbox_entry(seq, message, now)))
             .send()
             .await
             .map_err(unavailable)?;
         Ok(seq)
+    }
+
+    async fn append_outbox_once(
+        &self,
+        message: &str,
+        fingerprint: &str,
+        now: i64,
+        horizon: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let seq = self.next_outbox_place().await?;
+        let sighting = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item([
+                ("pk", s(format!("sighting#{fingerprint}"))),
+                ("sk", s("seen")),
+                ("seen_at", n(now)),
+                (TTL_ATTRIBUTE, n(now + ttl::SIGHTING)),
+            ])))
+            .condition_expression("attribute_not_exists(pk) OR seen_at <= :horizon")
+            .expression_attribute_values(":horizon", n(now - horizon))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let entry = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(outbox_entry(seq, message, now)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // Both or neither: a sighting without its entry would make the frame a duplicate
+        // of nothing, and an entry without its sighting would let another run add it again.
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(sighting).build())
+            .transact_items(TransactWriteItem::builder().put(entry).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Some(seq)),
+            Err(e) if transaction_condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn outbox_after(
@@ -796,29 +836,6 @@ impl Outbox for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn first_sighting(
-        &self,
-        fingerprint: &str,
-        now: i64,
-        horizon: i64,
-    ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.main)
-            .set_item(Some(item([
-                ("pk", s(format!("sighting#{fingerprint}"))),
-                ("sk", s("seen")),
-                ("seen_at", n(now)),
-                (TTL_ATTRIBUTE, n(now + ttl::SIGHTING)),
-            ])))
-            .condition_expression("attribute_not_exists(pk) OR seen_at <= :horizon")
-            .expression_attribute_values(":horizon", n(now - horizon))
-            .send()
-            .await;
-        applied(result)
     }
 }
 
@@ -973,6 +990,29 @@ fn place(item: &Item) -> Result<u64, StoreError> {
 
 fn condition_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     error.code() == Some("ConditionalCheckFailedException")
+}
+
+/// A transaction cancelled because one of its conditions did not hold (and not for a
+/// conflict or a throttle, which a retry may get past).
+fn transaction_condition_failed<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|reason| reason.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+fn outbox_entry(seq: u64, message: &str, now: i64) -> Item {
+    item([
+        ("pk", s(OUTBOX_PK)),
+        ("sk", s(outbox_sk(seq))),
+        ("seq", n(seq as i64)),
+        ("message", s(message)),
+        ("at", n(now)),
+        (TTL_ATTRIBUTE, n(now + ttl::OUTBOX)),
+    ])
 }
 
 fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(

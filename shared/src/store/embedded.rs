@@ -388,16 +388,7 @@ impl ClientKeys for EmbeddedStore {
 #[async_trait]
 impl Outbox for EmbeddedStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
-        self.change(|state| {
-            state.outbox.retain(|e| e.at + ttl::OUTBOX > now);
-            state.outbox_head += 1;
-            state.outbox.push(OutboxEntry {
-                seq: state.outbox_head,
-                message: message.to_string(),
-                at: now,
-            });
-            state.outbox_head
-        })
+        self.change(|state| push_outbox(state, message, now))
     }
 
     async fn outbox_after(
@@ -438,23 +429,38 @@ impl Outbox for EmbeddedStore {
         })
     }
 
-    async fn first_sighting(
+    async fn append_outbox_once(
         &self,
+        message: &str,
         fingerprint: &str,
         now: i64,
         horizon: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         self.change(|state| {
             state
                 .sightings
                 .retain(|_, seen| *seen + ttl::SIGHTING > now);
-            match state.sightings.get(fingerprint) {
-                Some(seen) if *seen > now - horizon => false,
-                _ => {
-                    state.sightings.insert(fingerprint.to_string(), now);
-                    true
-                }
+            if state
+                .sightings
+                .get(fingerprint)
+                .is_some_and(|seen| *seen > now - horizon)
+            {
+                return None;
             }
+            state.sightings.insert(fingerprint.to_string(), now);
+            Some(push_outbox(state, message, now))
         })
     }
+}
+
+/// Adds an entry to the outbox (dropping expired ones) and gives its place.
+fn push_outbox(state: &mut State, message: &str, now: i64) -> u64 {
+    state.outbox.retain(|e| e.at + ttl::OUTBOX > now);
+    state.outbox_head += 1;
+    state.outbox.push(OutboxEntry {
+        seq: state.outbox_head,
+        message: message.to_string(),
+        at: now,
+    });
+    state.outbox_head
 }

@@ -283,14 +283,17 @@ pub trait Outbox: Send + Sync {
     /// known starts, so that what is sent before its first subscription is replayed.
     async fn start_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
 
-    /// Notes `fingerprint` as seen now and answers true, unless it was noted in the last
-    /// `horizon` seconds: then false, and nothing changes (a conditional write).
-    async fn first_sighting(
+    /// Adds a frame to the outbox, as `append_outbox`, unless a frame with `fingerprint`
+    /// was added in the last `horizon` seconds: then `None`, and nothing changes. The
+    /// fingerprint and the entry are written in one step (both or neither), so a failure
+    /// between noting a frame and storing it cannot happen.
+    async fn append_outbox_once(
         &self,
+        message: &str,
         fingerprint: &str,
         now: i64,
         horizon: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 /// The stalls reconcile passes watch, by key (`approved/<n>`, `deploy-differs`,
