@@ -196,11 +196,15 @@ macro_rules! on_both_stores {
 }
 
 /// A store that can be switched off: every call then fails as DynamoDB does when down, or
-/// hangs as DynamoDB does when it accepts and never answers.
+/// hangs as DynamoDB does when it accepts and never answers. It also counts its calls, so
+/// that a test can make it fail from any one of them on, as if the process had died there
+/// (`crash_after`).
 pub struct SwitchableStore {
     inner: Arc<dyn Store>,
     down: AtomicBool,
     hanging: AtomicBool,
+    calls: AtomicUsize,
+    crash_at: AtomicUsize,
 }
 
 impl SwitchableStore {
@@ -209,6 +213,8 @@ impl SwitchableStore {
             inner,
             down: AtomicBool::new(false),
             hanging: AtomicBool::new(false),
+            calls: AtomicUsize::new(0),
+            crash_at: AtomicUsize::new(usize::MAX),
         }
     }
     pub fn set_down(&self, down: bool) {
@@ -217,9 +223,29 @@ impl SwitchableStore {
     pub fn set_hanging(&self, hanging: bool) {
         self.hanging.store(hanging, Ordering::SeqCst);
     }
+    /// Calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    /// Lets `calls` more calls through, then fails every one until `recover`.
+    pub fn crash_after(&self, calls: usize) {
+        self.crash_at.store(self.calls() + calls, Ordering::SeqCst);
+    }
+    /// Whether a crash set by `crash_after` has happened.
+    pub fn crashed(&self) -> bool {
+        self.calls() > self.crash_at.load(Ordering::SeqCst)
+    }
+    /// Answers again after a crash.
+    pub fn recover(&self) {
+        self.crash_at.store(usize::MAX, Ordering::SeqCst);
+    }
     async fn check(&self) -> Result<(), StoreError> {
         while self.hanging.load(Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call >= self.crash_at.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected crash".into()));
         }
         match self.down.load(Ordering::SeqCst) {
             true => Err(StoreError::Unavailable("injected outage".into())),
@@ -295,11 +321,13 @@ delegate! {
     }
 }
 
-/// A notifier that records what it is given and fails while told to.
+/// A notifier that records what it is given and fails while told to, or once the store it
+/// `dies_with` has crashed (the process is gone: nothing more is sent).
 #[derive(Default)]
 pub struct FlakyNotifier {
     pub failing: AtomicBool,
     messages: std::sync::Mutex<Vec<SmokeyMessage>>,
+    dies_with: std::sync::OnceLock<Arc<SwitchableStore>>,
 }
 
 impl FlakyNotifier {
@@ -317,12 +345,19 @@ impl FlakyNotifier {
             })
             .collect()
     }
+
+    /// Fails from the moment `store` crashes (`SwitchableStore::crash_after`) until it
+    /// recovers.
+    pub fn dies_with(&self, store: Arc<SwitchableStore>) {
+        let _ = self.dies_with.set(store);
+    }
 }
 
 #[async_trait]
 impl Notifier for FlakyNotifier {
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
-        if self.failing.load(Ordering::SeqCst) {
+        let dead = self.dies_with.get().is_some_and(|store| store.crashed());
+        if self.failing.load(Ordering::SeqCst) || dead {
             return Err(NotifyError::Incomplete {
                 failed: 1,
                 attempted: 1,

@@ -103,6 +103,23 @@ impl<'a> ClaimHandle<'a> {
         Ok(swapped)
     }
 
+    /// Moves the held claim on to `state`, or fails for a redelivery when another delivery
+    /// took it over meanwhile.
+    pub async fn step(
+        &self,
+        held: &mut ClaimRecord,
+        state: ClaimState,
+    ) -> Result<(), crate::handlers::webhook::Failure> {
+        match self.advance(held, state).await? {
+            true => Ok(()),
+            false => Err(crate::handlers::webhook::Failure::transient(format!(
+                "another delivery took over {} before it reached {}",
+                self.key,
+                state.as_str()
+            ))),
+        }
+    }
+
     /// Hands the claim back at its step so that the next delivery may go on at once.
     pub async fn release(&self, held: &ClaimRecord) {
         if let Err(error) = self

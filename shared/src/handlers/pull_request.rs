@@ -372,14 +372,7 @@ impl Merging<'_> {
     }
 
     async fn advance(&self, held: &mut ClaimRecord, state: ClaimState) -> Result<(), Failure> {
-        match self.claim.advance(held, state).await? {
-            true => Ok(()),
-            false => Err(Failure::transient(format!(
-                "another delivery took over {} before it reached {}",
-                self.claim.key,
-                state.as_str()
-            ))),
-        }
+        self.claim.step(held, state).await
     }
 
     /// The merge request, pinned to the approved commit, with GitHub's refusals sorted out;

@@ -7,12 +7,13 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::Effects;
-use super::claims::{self, ClaimHandle};
+use super::claims::{self, ClaimHandle, Taken};
 use super::webhook::{Failure, Plan, Route};
 use crate::domain::HistoryOutcome;
 use crate::github::payloads::{self, PushEvent};
 use crate::notify::SmokeyMessage;
 use crate::rules::push::{self as rules, DeployHead, PushPlan};
+use crate::store::{ClaimRecord, ClaimState};
 
 /// `POST /github/update_deploy_to_master`: `push` events.
 pub struct PushHook(pub Effects);
@@ -76,24 +77,101 @@ impl Route for PushHook {
             key,
             delivery_id,
         );
-        claims::once(&claim, WAIT_FOR_HOLDER, &what, || async {
-            match &work.plan {
-                PushPlan::MoveDeploy { sha } => self.move_deploy(delivery_id, sha, &work).await,
-                PushPlan::CheckDeploy { sha } => self.check_deploy(delivery_id, sha, &work).await,
-                PushPlan::Ignore(reason) => Ok(reason.clone()),
+        match &work.plan {
+            PushPlan::MoveDeploy { sha } => {
+                self.move_deploy_once(&claim, &what, delivery_id, sha, &work)
+                    .await
             }
-        })
-        .await
+            PushPlan::CheckDeploy { sha } => {
+                claims::once(&claim, WAIT_FOR_HOLDER, &what, || {
+                    self.check_deploy(delivery_id, sha, &work)
+                })
+                .await
+            }
+            PushPlan::Ignore(reason) => Ok(reason.clone()),
+        }
     }
 }
 
+/// Where a move of deploy got to.
+enum Moved {
+    /// Deploy is at the commit (moved there and `deploy_updated` sent, or it had it
+    /// already); the commit's recorded results are to be judged.
+    Deployed(String),
+    /// Nothing more to do (deploy diverged: reported).
+    Ended(String),
+}
+
 impl PushHook {
+    /// Moves deploy to `sha` under the claim `deploy-move/<sha>`, in two steps: the move
+    /// with its `deploy_updated` (the claim then `announced`), and the verdict on the
+    /// commit (`done`). A delivery that takes over an announced claim only judges, so a
+    /// crash after the message sends it again only if it fell before that record.
+    async fn move_deploy_once(
+        &self,
+        claim: &ClaimHandle<'_>,
+        what: &str,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+    ) -> Result<String, Failure> {
+        let mut held = match claim.take_or_wait(WAIT_FOR_HOLDER).await? {
+            Taken::Won(held) | Taken::Mine(held) => held,
+            Taken::Finished(held) => {
+                return Ok(format!(
+                    "{what}: done already by delivery {}; nothing to do",
+                    held.owner
+                ));
+            }
+            Taken::Busy(held) => {
+                return Err(Failure::transient(format!(
+                    "{what}: under way in delivery {}; redeliver if it does not finish",
+                    held.owner
+                )));
+            }
+        };
+        let result = self
+            .move_and_judge(claim, &mut held, delivery_id, sha, work)
+            .await;
+        match &result {
+            Ok(_) => claim.step(&mut held, ClaimState::Done).await?,
+            Err(_) => claim.release(&held).await,
+        }
+        result
+    }
+
+    async fn move_and_judge(
+        &self,
+        claim: &ClaimHandle<'_>,
+        held: &mut ClaimRecord,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+    ) -> Result<String, Failure> {
+        let moved = if held.state == ClaimState::Announced {
+            format!(
+                "{} was moved to {sha} and Smokeys told before",
+                self.0.config.deploy_branch
+            )
+        } else {
+            match self.move_deploy(delivery_id, sha, work).await? {
+                Moved::Ended(answer) => return Ok(answer),
+                Moved::Deployed(moved) => {
+                    claim.step(held, ClaimState::Announced).await?;
+                    moved
+                }
+            }
+        };
+        let verdict = self.judge_deployed(delivery_id, sha, work).await?;
+        Ok(format!("{moved}; {verdict}"))
+    }
+
     async fn move_deploy(
         &self,
         delivery_id: &str,
         sha: &str,
         work: &PushWork,
-    ) -> Result<String, Failure> {
+    ) -> Result<Moved, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let moved = self
             .0
@@ -119,13 +197,12 @@ impl PushHook {
                     SmokeyMessage::DeployUpdated(payload),
                 )
                 .await?;
-                let verdict = self.judge_deployed(delivery_id, sha, work).await?;
-                Ok(format!(
-                    "Moved {deploy} to {sha}; told {sent} connection(s); {verdict}"
-                ))
+                Ok(Moved::Deployed(format!(
+                    "Moved {deploy} to {sha}; told {sent} connection(s)"
+                )))
             }
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
-                self.refused_fast_forward(delivery_id, sha, work).await
+                self.refused_fast_forward(delivery_id, sha).await
             }
             Err(e) => {
                 self.record(
@@ -144,12 +221,7 @@ impl PushHook {
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
-    async fn refused_fast_forward(
-        &self,
-        delivery_id: &str,
-        sha: &str,
-        work: &PushWork,
-    ) -> Result<String, Failure> {
+    async fn refused_fast_forward(&self, delivery_id: &str, sha: &str) -> Result<Moved, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let compared = self
             .0
@@ -183,8 +255,7 @@ impl PushHook {
                 json!({ "to": sha }),
             )
             .await?;
-            let verdict = self.judge_deployed(delivery_id, sha, work).await?;
-            return Ok(format!("{deploy} already contains {sha}; {verdict}"));
+            return Ok(Moved::Deployed(format!("{deploy} already contains {sha}")));
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(
@@ -195,6 +266,7 @@ impl PushHook {
             &comparison,
         )
         .await
+        .map(Moved::Ended)
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.
