@@ -118,7 +118,48 @@ async fn non_build_frames_reach_every_client_byte_for_byte(backend: Backend) {
     gateway.stop().await;
 }
 
-on_both_stores!(non_build_frames_reach_every_client_byte_for_byte);
+/// The store fails for a moment from each of a forward's store calls on in turn (storing
+/// the frame with its fingerprint, reading the connections, moving the cursor): every
+/// frame still reaches the client, once.
+async fn a_store_failure_at_any_point_of_a_forward_loses_nothing(backend: Backend) {
+    let upstream = FakeMetasmoke::start(BRIDGE_KEY).await;
+    let store = Arc::new(SwitchableStore::new(store(backend).await));
+    let gateway = bridged_gateway(store.clone(), &upstream, Duration::from_secs(60)).await;
+    let (mut a, id_a) = subscribed(&gateway, KEY_A).await;
+    upstream.wait_for_confirmed(1, Duration::from_secs(5)).await;
+    // The subscription's own store calls are over before counting a forward's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = store.calls();
+    upstream.broadcast(NON_BUILD[0]);
+    assert_eq!(
+        frames_until_quiet(&mut a, Duration::from_millis(500)).await,
+        [framed(&id_a, NON_BUILD[0])]
+    );
+    let calls = store.calls() - before;
+    assert!(
+        calls >= 3,
+        "store, read the connections, move the cursor: {calls}"
+    );
+    for point in 0..calls {
+        let message = format!(r#"{{"fp":{{"post_link":"//stackoverflow.com/a/outage-{point}"}}}}"#);
+        store.crash_after(point);
+        upstream.broadcast(&message);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.crashed(), "the failure at call {point} was reached");
+        store.recover();
+        assert_eq!(
+            frames_until_quiet(&mut a, Duration::from_millis(1500)).await,
+            [framed(&id_a, &message)],
+            "a store failure from call {point} of {calls} on: the frame arrives once"
+        );
+    }
+    gateway.stop().await;
+}
+
+on_both_stores!(
+    non_build_frames_reach_every_client_byte_for_byte,
+    a_store_failure_at_any_point_of_a_forward_loses_nothing,
+);
 
 #[tokio::test]
 async fn an_empty_skip_list_forwards_build_keys_too() {

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::broadcast::Broadcaster;
 use crate::config::BridgeConfig;
+use crate::notify::NotifyError;
 
 /// The largest message read from metasmoke; a larger one ends the socket (and the bridge
 /// reconnects).
@@ -311,8 +312,21 @@ impl Bridge {
             }
         };
         report.forwarded += 1;
-        if let Err(error) = self.broadcaster.deliver(seq, &message).await {
-            tracing::warn!(%error, seq, "metasmoke bridge: frame stored but not posted; Smokeys get it on resubscription");
+        let mut wait = STORE_RETRY_FIRST;
+        loop {
+            match self.broadcaster.deliver(seq, &message).await {
+                // The connections could not be read: nobody has it yet.
+                Err(NotifyError::Store(error)) if Instant::now() + wait < deadline => {
+                    tracing::warn!(%error, seq, retry_in_ms = wait.as_millis() as u64, "metasmoke bridge: frame stored, connections unreadable; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(STORE_RETRY_MAX);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, seq, "metasmoke bridge: frame stored but not posted; Smokeys get it when they resubscribe");
+                    return;
+                }
+                Ok(_) => return,
+            }
         }
     }
 }
