@@ -2,6 +2,7 @@
 //! with the embedded store and DynamoDB on moto.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use build_relay::answer::Answer;
@@ -170,6 +171,49 @@ async fn a_late_push_already_on_deploy_is_fine(backend: Backend) {
         "no alert, no deploy_updated"
     );
     assert_eq!(h.history_outcomes().await, ["already-contained"]);
+}
+
+/// The move went through but `deploy_updated` could not be sent; by the redelivery GitHub
+/// answers the same move "not a fast forward" (deploy has it, or more). The redelivery,
+/// taking over the claim of its own earlier attempt, tells the Smokeys: once.
+async fn a_move_told_by_its_redelivery_through_already_contains(backend: Backend) {
+    let h = harness(backend).await;
+    h.github
+        .answer_first(
+            "PATCH",
+            REF_DEPLOY,
+            1,
+            ResponseTemplate::new(200).set_body_json(ref_updated()),
+        )
+        .await;
+    h.github
+        .answer("PATCH", REF_DEPLOY, 422, not_fast_forward())
+        .await;
+    h.github
+        .answer(
+            "GET",
+            &format!("/compare/{AFTER}...deploy"),
+            200,
+            comparison("identical", &[]),
+        )
+        .await;
+    h.notifier.failing.store(true, Ordering::SeqCst);
+    let failed = h.deliver("d1", &push("refs/heads/master", AFTER)).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{failed:?}");
+    h.notifier.failing.store(false, Ordering::SeqCst);
+    let redelivered = h.deliver("d1", &push("refs/heads/master", AFTER)).await;
+    assert_eq!(redelivered.status, StatusCode::OK, "{redelivered:?}");
+    assert!(
+        redelivered.reason.contains("already contains"),
+        "{redelivered:?}"
+    );
+    let kinds: Vec<&str> = h.notifier.messages().iter().map(|m| m.kind()).collect();
+    assert_eq!(kinds, ["deploy_updated"]);
+    // A replay under a new delivery id: done already, nothing more.
+    let replay = h.deliver("d2", &push("refs/heads/master", AFTER)).await;
+    assert_eq!(replay.status, StatusCode::OK, "{replay:?}");
+    assert_eq!(h.notifier.messages().len(), 1);
+    assert_eq!(h.ref_updates().await.len(), 2);
 }
 
 async fn a_diverged_deploy_is_reported_never_forced(backend: Backend) {
@@ -467,6 +511,7 @@ on_both_stores!(
     a_push_of_a_commit_github_lacks_is_answered_200,
     a_push_to_master_fast_forwards_deploy,
     a_late_push_already_on_deploy_is_fine,
+    a_move_told_by_its_redelivery_through_already_contains,
     a_diverged_deploy_is_reported_never_forced,
     a_stray_commit_on_deploy_is_reported,
     the_relays_own_move_of_deploy_is_not_a_stray,

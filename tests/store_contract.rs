@@ -402,6 +402,12 @@ async fn a_claim_has_one_holder(backend: Backend) {
     let Claim::Held(held) = store.claim("merge/7@abc", "d9", NOW).await.unwrap() else {
         panic!("one of d0..d5 holds it");
     };
+    assert_eq!(
+        store.claim_holder("merge/7@abc").await.unwrap(),
+        Some(held.clone()),
+        "read as it stands"
+    );
+    assert_eq!(store.claim_holder("merge/8@abc").await.unwrap(), None);
     // Six deliveries try to move it on from what they all read: one succeeds.
     let swaps = (0..6).map(|i| {
         let (store, held) = (Arc::clone(&store), held.clone());

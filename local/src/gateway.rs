@@ -148,7 +148,7 @@ impl Gateway {
                 broadcaster: broadcaster.clone(),
             };
             tokio::spawn(async move {
-                bridge.run(None).await;
+                bridge.run(None, None).await;
             })
         });
         let keepalive = Keepalive {

@@ -425,3 +425,120 @@ async fn a_revoked_key_is_retried_with_capped_backoff_until_it_is_valid_again() 
         "rejected {rejected} times; subscribed {resubscribed:?} after the key was valid again; a frame flowed {flowing:?} after"
     );
 }
+
+/// A @connections API for runs with nobody connected: never called.
+struct Nobody;
+
+#[async_trait::async_trait]
+impl build_relay::broadcast::ConnectionsApi for Nobody {
+    async fn post(&self, _: &str, _: &str) -> Result<(), build_relay::broadcast::PostError> {
+        Err(build_relay::broadcast::PostError::Gone)
+    }
+}
+
+/// The keepalive function's scheduled runs, as AWS starts them (one a period, each held a
+/// period plus the overlap), scaled down: a 4 s period and a 2 s overlap.
+fn scheduled_run(
+    store: std::sync::Arc<dyn build_relay::store::Store>,
+    metasmoke: &RailsMetasmoke,
+) -> build_relay::handlers::keepalive::ScheduledRun {
+    use build_relay::bridge::{Bridge, Timings};
+    use build_relay::broadcast::Broadcaster;
+    use build_relay::config::{BRIDGE_SKIP_DEFAULT, BridgeConfig, Secret};
+    use build_relay::handlers::keepalive::{Keepalive, ScheduledRun};
+    let clock = build_relay::clock::system();
+    let broadcaster = Broadcaster::new(store, std::sync::Arc::new(Nobody), clock.clone());
+    ScheduledRun {
+        keepalive: Keepalive {
+            broadcaster: broadcaster.clone(),
+            interval: Duration::from_secs(1),
+            clock,
+        },
+        window: Duration::from_secs(4),
+        bridge: Some(Bridge {
+            config: BridgeConfig {
+                url: metasmoke.cable_url(),
+                key: Secret::new(BRIDGE_KEY),
+                origin: ORIGIN.into(),
+                skip: BRIDGE_SKIP_DEFAULT.map(String::from).to_vec(),
+            },
+            timings: Timings::default(),
+            broadcaster,
+        }),
+        overlap: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_keepalive_runs_hand_the_socket_over_and_lose_no_frame() {
+    use build_relay::store::Store;
+    let metasmoke = RailsMetasmoke::start(&[BRIDGE_KEY]).await;
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(build_relay::store::embedded::EmbeddedStore::in_memory());
+    let runs: u32 = 3;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for n in 0..runs {
+        let run = scheduled_run(store.clone(), &metasmoke);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4) * n).await;
+            run.run().await
+        }));
+    }
+    confirmed(&metasmoke, 1, Duration::from_secs(5)).await;
+    // Broadcast every 200 ms, and sample how many sockets metasmoke has open, until the
+    // last run has been subscribed for a while.
+    let (mut sent, mut two_open, mut samples) = (Vec::new(), Duration::ZERO, 0);
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(4 * runs as u64 - 1) {
+        let message = json!({ "fp": { "post_link": format!("//stackoverflow.com/a/{n}") } });
+        metasmoke.broadcast(&message).await;
+        sent.push(message.to_string());
+        n += 1;
+        let seen = metasmoke.seen().await;
+        if seen["open"] == 2 {
+            two_open += Duration::from_millis(200);
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reports: Vec<_> = futures_util::future::join_all(handles)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().bridge.unwrap())
+        .collect();
+
+    let stored: Vec<String> = store
+        .outbox_after(0, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.message)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        stored, sent,
+        "every frame forwarded once, in order, across the handovers"
+    );
+    let seen = metasmoke.seen().await;
+    assert_eq!(seen["connections"], runs, "one socket a run: {seen}");
+    assert!(seen["most_open"].as_u64().unwrap() <= 2, "{seen}");
+    assert!(
+        reports[..runs as usize - 1].iter().all(|r| r.handed_over),
+        "each run but the last let go for the next: {reports:?}"
+    );
+    // Each handover holds two sockets for about a second (WATCH_EVERY); without it the
+    // runs would overlap for the whole 2 s overlap.
+    assert!(
+        two_open <= Duration::from_millis(1600) * (runs - 1),
+        "two sockets for {two_open:?} in all ({samples} samples)"
+    );
+    println!(
+        "{runs} overlapping runs: {} connections, two sockets open in {} of {samples} samples (~{two_open:?})",
+        seen["connections"],
+        two_open.as_millis() / 200
+    );
+}

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::broadcast::Broadcaster;
 use crate::config::BridgeConfig;
 use crate::notify::NotifyError;
+use crate::store::{Claim, ClaimRecord, ClaimState};
 
 /// The largest message read from metasmoke; a larger one ends the socket (and the bridge
 /// reconnects).
@@ -136,7 +137,29 @@ pub struct BridgeReport {
     pub duplicates: usize,
     /// Broadcasts that could not be stored before the run's end.
     pub failed: usize,
+    /// The run let go of its socket because a newer run holds the subscription.
+    pub handed_over: bool,
 }
+
+/// Where runs overlap (the keepalive function's, each a minute plus
+/// `BRIDGE_OVERLAP_SECONDS`), which run holds metasmoke's subscription. A run that has
+/// subscribed takes the holder's claim (`HOLDER_KEY`); the run it took over from watches
+/// the claim from `watch_from` on and lets go of its socket once another run holds it.
+/// Make before break: metasmoke sees two sockets for about `WATCH_EVERY`, and a frame
+/// both saw is forwarded once.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    /// This run's name in the claim.
+    pub me: String,
+    /// When the next run may start, so when to begin watching the claim.
+    pub watch_from: Instant,
+}
+
+/// The claim that names the run holding metasmoke's subscription.
+pub const HOLDER_KEY: &str = "bridge/metasmoke";
+
+/// How often a run that may be taken over looks at the holder's claim.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Why an upstream session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +170,8 @@ enum End {
     Silent,
     /// The run's time is up.
     Deadline,
+    /// A newer run holds the subscription now.
+    HandedOver,
 }
 
 /// One upstream subscription to metasmoke's channel, and where its frames go.
@@ -160,14 +185,23 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Stays subscribed until `deadline` (forever with `None`), reconnecting as needed.
-    pub async fn run(&self, deadline: Option<Instant>) -> BridgeReport {
+    /// Stays subscribed until `deadline` (forever with `None`), reconnecting as needed;
+    /// with a `handover`, also until a newer run holds the subscription.
+    pub async fn run(
+        &self,
+        deadline: Option<Instant>,
+        handover: Option<&Handover>,
+    ) -> BridgeReport {
         let mut report = BridgeReport::default();
         let mut wait = self.timings.first_retry;
         loop {
-            let (end, confirmed) = self.session(deadline, &mut report).await;
+            let (end, confirmed) = self.session(deadline, handover, &mut report).await;
             match end {
                 End::Deadline => break,
+                End::HandedOver => {
+                    report.handed_over = true;
+                    break;
+                }
                 End::ConnectFailed => report.failed_connects += 1,
                 End::Rejected => report.rejected += 1,
                 End::Dropped => report.dropped += 1,
@@ -189,7 +223,12 @@ impl Bridge {
     }
 
     /// One upstream socket, from connect to its end; also says whether it was confirmed.
-    async fn session(&self, deadline: Option<Instant>, report: &mut BridgeReport) -> (End, bool) {
+    async fn session(
+        &self,
+        deadline: Option<Instant>,
+        handover: Option<&Handover>,
+        report: &mut BridgeReport,
+    ) -> (End, bool) {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 60 * 60);
         let deadline = deadline.unwrap_or(far);
         let connecting = tokio::time::timeout_at(
@@ -214,6 +253,8 @@ impl Bridge {
         if socket.send(subscribe).await.is_err() {
             return (End::Dropped, false);
         }
+        let mut watch =
+            tokio::time::interval_at(handover.map_or(far, |h| h.watch_from), WATCH_EVERY);
         loop {
             let silent_at = Instant::now() + self.timings.silence;
             let next = tokio::select! {
@@ -221,6 +262,14 @@ impl Bridge {
                 () = tokio::time::sleep_until(deadline) => {
                     let _ = socket.close(None).await;
                     return (End::Deadline, confirmed);
+                }
+                _ = watch.tick(), if handover.is_some() => {
+                    if self.taken_over(handover).await {
+                        tracing::info!("metasmoke bridge: a newer run holds the subscription; letting go");
+                        let _ = socket.close(None).await;
+                        return (End::HandedOver, confirmed);
+                    }
+                    continue;
                 }
             };
             let text = match next {
@@ -235,6 +284,9 @@ impl Bridge {
                 Upstream::Confirmed => {
                     confirmed = true;
                     tracing::info!("metasmoke bridge: subscribed");
+                    if let Some(handover) = handover {
+                        self.hold(handover).await;
+                    }
                 }
                 Upstream::Rejected => {
                     tracing::error!("metasmoke bridge: subscription rejected; check METASMOKE_KEY");
@@ -270,6 +322,48 @@ impl Bridge {
         let (socket, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(limits), false).await?;
         Ok(socket)
+    }
+
+    /// Names this run as the holder of the subscription. Should the store fail, the older
+    /// run keeps its socket until its own deadline, as two overlapping runs would.
+    async fn hold(&self, handover: &Handover) {
+        let store = self.broadcaster.store();
+        let now = self.broadcaster.clock().now();
+        let mine = ClaimRecord {
+            owner: handover.me.clone(),
+            claimed_at: now,
+            state: ClaimState::Claimed,
+        };
+        let taken = match store.claim(HOLDER_KEY, &handover.me, now).await {
+            Ok(Claim::Won) => Ok(true),
+            Ok(Claim::Held(held)) if held.owner == handover.me => Ok(true),
+            Ok(Claim::Held(held)) => store.swap_claim(HOLDER_KEY, &held, &mine).await,
+            Err(error) => Err(error),
+        };
+        match taken {
+            Ok(true) => {
+                tracing::info!(run = %handover.me, "metasmoke bridge: this run holds the subscription")
+            }
+            Ok(false) => tracing::warn!("metasmoke bridge: the holder's claim moved meanwhile"),
+            Err(error) => {
+                tracing::warn!(%error, "metasmoke bridge: cannot name this run the holder")
+            }
+        }
+    }
+
+    /// Whether another run holds the subscription now (an unreadable store: no).
+    async fn taken_over(&self, handover: Option<&Handover>) -> bool {
+        let Some(handover) = handover else {
+            return false;
+        };
+        match self.broadcaster.store().claim_holder(HOLDER_KEY).await {
+            Ok(Some(held)) => held.owner != handover.me,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, "metasmoke bridge: cannot read the holder's claim");
+                false
+            }
+        }
     }
 
     /// Sends a broadcast on to the Smokeys, once across overlapping runs: the frame enters

@@ -295,6 +295,7 @@ delegate! {
     }
     impl Claims {
         claim(key: &str, owner: &str, now: i64) -> Claim;
+        claim_holder(key: &str) -> Option<ClaimRecord>;
         swap_claim(key: &str, expected: &ClaimRecord, new: &ClaimRecord) -> bool;
     }
     impl Connections {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 
-use crate::bridge::{Bridge, BridgeReport};
+use crate::bridge::{Bridge, BridgeReport, Handover};
 use crate::broadcast::Broadcaster;
 use crate::clock::Clock;
 use crate::store::Connection;
@@ -71,13 +71,21 @@ pub struct RunReport {
 }
 
 impl ScheduledRun {
-    /// Pings for the window and, alongside, holds the bridge a little longer.
+    /// Pings for the window and, alongside, holds the bridge a little longer, or until
+    /// the next run has subscribed.
     pub async fn run(&self) -> RunReport {
         let bridged = async {
             match &self.bridge {
                 Some(bridge) => {
-                    let deadline = tokio::time::Instant::now() + self.window + self.overlap;
-                    Some(bridge.run(Some(deadline)).await)
+                    let start = tokio::time::Instant::now();
+                    // The next run may start a little early: watch from an overlap
+                    // before the window's end.
+                    let handover = Handover {
+                        me: run_name(),
+                        watch_from: start + self.window.saturating_sub(self.overlap),
+                    };
+                    let deadline = start + self.window + self.overlap;
+                    Some(bridge.run(Some(deadline), Some(&handover)).await)
                 }
                 None => None,
             }
@@ -85,6 +93,13 @@ impl ScheduledRun {
         let (keepalive, bridge) = tokio::join!(self.keepalive.run_for(self.window), bridged);
         RunReport { keepalive, bridge }
     }
+}
+
+/// A name for this run no other run has.
+fn run_name() -> String {
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    format!("keepalive-{}", hex::encode(random))
 }
 
 /// The connections as last read from the store.

@@ -115,7 +115,9 @@ impl PushHook {
         sha: &str,
         work: &PushWork,
     ) -> Result<String, Failure> {
-        let mut held = match claim.take_or_wait(WAIT_FOR_HOLDER).await? {
+        let taken = claim.take_or_wait(WAIT_FOR_HOLDER).await?;
+        let fresh = matches!(taken, Taken::Won(_));
+        let mut held = match taken {
             Taken::Won(held) | Taken::Mine(held) => held,
             Taken::Finished(held) => {
                 return Ok(format!(
@@ -131,7 +133,7 @@ impl PushHook {
             }
         };
         let result = self
-            .move_and_judge(claim, &mut held, delivery_id, sha, work)
+            .move_and_judge(claim, &mut held, delivery_id, sha, work, fresh)
             .await;
         match &result {
             Ok(_) => claim.step(&mut held, ClaimState::Done).await?,
@@ -140,6 +142,7 @@ impl PushHook {
         result
     }
 
+    /// `fresh`: the claim was new, so no earlier attempt can have moved deploy.
     async fn move_and_judge(
         &self,
         claim: &ClaimHandle<'_>,
@@ -147,6 +150,7 @@ impl PushHook {
         delivery_id: &str,
         sha: &str,
         work: &PushWork,
+        fresh: bool,
     ) -> Result<String, Failure> {
         let moved = if held.state == ClaimState::Announced {
             format!(
@@ -154,7 +158,7 @@ impl PushHook {
                 self.0.config.deploy_branch
             )
         } else {
-            match self.move_deploy(delivery_id, sha, work).await? {
+            match self.move_deploy(delivery_id, sha, work, fresh).await? {
                 Moved::Ended(answer) => return Ok(answer),
                 Moved::Deployed(moved) => {
                     claim.step(held, ClaimState::Announced).await?;
@@ -171,6 +175,7 @@ impl PushHook {
         delivery_id: &str,
         sha: &str,
         work: &PushWork,
+        fresh: bool,
     ) -> Result<Moved, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let moved = self
@@ -189,20 +194,14 @@ impl PushHook {
                     json!({ "from_push": work.push.before, "to": sha }),
                 )
                 .await?;
-                let whole: Value = serde_json::from_slice(&work.body)
-                    .map_err(|e| Failure::Permanent(format!("push payload unreadable: {e}")))?;
-                let payload = rules::deploy_updated_payload(&whole);
-                let sent = super::say(
-                    self.0.notifier.as_ref(),
-                    SmokeyMessage::DeployUpdated(payload),
-                )
-                .await?;
+                let sent = self.announce(work).await?;
                 Ok(Moved::Deployed(format!(
                     "Moved {deploy} to {sha}; told {sent} connection(s)"
                 )))
             }
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
-                self.refused_fast_forward(delivery_id, sha).await
+                self.refused_fast_forward(delivery_id, sha, work, fresh)
+                    .await
             }
             Err(e) => {
                 self.record(
@@ -221,7 +220,15 @@ impl PushHook {
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
-    async fn refused_fast_forward(&self, delivery_id: &str, sha: &str) -> Result<Moved, Failure> {
+    /// An earlier attempt of this move (`fresh` false) may have moved deploy and died
+    /// before telling the Smokeys: then "already contains" is told as a move.
+    async fn refused_fast_forward(
+        &self,
+        delivery_id: &str,
+        sha: &str,
+        work: &PushWork,
+        fresh: bool,
+    ) -> Result<Moved, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let compared = self
             .0
@@ -255,7 +262,13 @@ impl PushHook {
                 json!({ "to": sha }),
             )
             .await?;
-            return Ok(Moved::Deployed(format!("{deploy} already contains {sha}")));
+            if fresh {
+                return Ok(Moved::Deployed(format!("{deploy} already contains {sha}")));
+            }
+            let sent = self.announce(work).await?;
+            return Ok(Moved::Deployed(format!(
+                "{deploy} already contains {sha}, maybe moved by an earlier attempt; told {sent} connection(s)"
+            )));
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(
@@ -267,6 +280,18 @@ impl PushHook {
         )
         .await
         .map(Moved::Ended)
+    }
+
+    /// Sends `deploy_updated` with the push payload; how many connections took it.
+    async fn announce(&self, work: &PushWork) -> Result<usize, Failure> {
+        let whole: Value = serde_json::from_slice(&work.body)
+            .map_err(|e| Failure::Permanent(format!("push payload unreadable: {e}")))?;
+        let payload = rules::deploy_updated_payload(&whole);
+        super::say(
+            self.0.notifier.as_ref(),
+            SmokeyMessage::DeployUpdated(payload),
+        )
+        .await
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.

@@ -534,13 +534,12 @@ impl Claims for DynamoStore {
         let Some(held) = self.put_unless_present(claim_item(key, &record)).await? else {
             return Ok(Claim::Won);
         };
-        let state = text(&held, "state")?;
-        Ok(Claim::Held(ClaimRecord {
-            owner: text(&held, "owner")?,
-            claimed_at: number(&held, "claimed_at")?,
-            state: ClaimState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown claim state {state:?}")))?,
-        }))
+        Ok(Claim::Held(claim_record(&held)?))
+    }
+
+    async fn claim_holder(&self, key: &str) -> Result<Option<ClaimRecord>, StoreError> {
+        let held = self.get(format!("claim#{key}"), "claim").await?;
+        held.as_ref().map(claim_record).transpose()
     }
 
     async fn swap_claim(
@@ -906,6 +905,16 @@ fn item<const N: usize>(attributes: [(&str, AttributeValue); N]) -> Item {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+}
+
+fn claim_record(item: &Item) -> Result<ClaimRecord, StoreError> {
+    let state = text(item, "state")?;
+    Ok(ClaimRecord {
+        owner: text(item, "owner")?,
+        claimed_at: number(item, "claimed_at")?,
+        state: ClaimState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown claim state {state:?}")))?,
+    })
 }
 
 fn claim_item(key: &str, record: &ClaimRecord) -> Item {

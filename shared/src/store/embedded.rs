@@ -284,6 +284,10 @@ impl Claims for EmbeddedStore {
         })
     }
 
+    async fn claim_holder(&self, key: &str) -> Result<Option<ClaimRecord>, StoreError> {
+        self.read(|state| state.claims.get(key).cloned())
+    }
+
     async fn swap_claim(
         &self,
         key: &str,

@@ -207,6 +207,9 @@ pub trait Claims: Send + Sync {
     /// Takes `key` for `owner` unless someone holds it (a conditional write), with state `claimed`.
     async fn claim(&self, key: &str, owner: &str, now: i64) -> Result<Claim, StoreError>;
 
+    /// The claim on `key` as it stands, if any (a read; nothing changes).
+    async fn claim_holder(&self, key: &str) -> Result<Option<ClaimRecord>, StoreError>;
+
     /// Replaces the claim on `key` with `new` only if it is still exactly `expected` (a
     /// conditional write); false when someone else changed it first.
     async fn swap_claim(
