@@ -21,6 +21,7 @@ const LIST: &str = "blacklisted_websites.txt";
 
 struct Harness {
     reconcile: Reconcile,
+    relay: build_relay::relay::Relay,
     push: Webhook<PushHook>,
     store: Arc<dyn Store>,
     notifier: Arc<FlakyNotifier>,
@@ -60,6 +61,7 @@ async fn harness(backend: Backend) -> Harness {
             stall_after_seconds: 15 * 60,
         },
         push: relay.push_hook(repo.client()),
+        relay,
         store,
         notifier,
         clock,
@@ -68,6 +70,25 @@ async fn harness(backend: Backend) -> Harness {
 }
 
 impl Harness {
+    /// The same pass on the same store and GitHub, with its own clock at `clock`'s time plus
+    /// `ahead` seconds (a pass started later, or a machine whose clock runs ahead).
+    fn another_pass(&self, ahead: i64) -> Reconcile {
+        let mut effects = (*self.reconcile.effects).clone();
+        effects.clock = Arc::new(ManualClock::at(self.clock.now() + ahead));
+        Reconcile {
+            effects: Arc::new(effects),
+            stall_after_seconds: self.reconcile.stall_after_seconds,
+        }
+    }
+
+    fn chat_with(&self, text: &str) -> usize {
+        self.notifier
+            .chat()
+            .iter()
+            .filter(|m| m.contains(text))
+            .count()
+    }
+
     async fn pass(&self) -> PassReport {
         let report = self.reconcile.pass().await;
         assert_eq!(report.skipped, None, "{report:?}");
@@ -235,6 +256,244 @@ async fn a_webhook_and_a_pass_racing_have_one_effect(backend: Backend) {
     );
 }
 
+/// How many rounds each race runs: `RELAY_RACE_ROUNDS` (scripts/races.sh sets 100), else 3.
+fn race_rounds() -> usize {
+    std::env::var("RELAY_RACE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Runs `a` and `b` released at the same instant.
+async fn at_once<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future + Send + 'static,
+    B: std::future::Future + Send + 'static,
+    A::Output: Send + 'static,
+    B::Output: Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let (start_a, start_b) = (Arc::clone(&start), start);
+    let a = tokio::spawn(async move {
+        start_a.wait().await;
+        a.await
+    });
+    let b = tokio::spawn(async move {
+        start_b.wait().await;
+        b.await
+    });
+    (a.await.unwrap(), b.await.unwrap())
+}
+
+async fn two_passes_at_once_run_one_and_have_each_effect_once(backend: Backend) {
+    for round in 0..race_rounds() {
+        let h = Arc::new(harness(backend).await);
+        let head = h.commit_on_master("both.com");
+        h.approved_pull(5, "five.com");
+        let (one, other) = {
+            let (a, b) = (Arc::clone(&h), Arc::clone(&h));
+            at_once(async move { a.reconcile.pass().await }, async move {
+                b.reconcile.pass().await
+            })
+            .await
+        };
+        let skipped: Vec<_> = [&one, &other]
+            .iter()
+            .filter_map(|r| r.skipped.clone())
+            .collect();
+        assert_eq!(skipped.len(), 1, "round {round}: {one:?} {other:?}");
+        assert!(
+            skipped[0].contains("another pass is under way"),
+            "{skipped:?}"
+        );
+        assert_eq!(h.ref_updates("deploy").await, 1, "round {round}");
+        assert_eq!(h.repo.head("deploy").unwrap(), head);
+        assert_eq!(h.chat_with("Merged SmokeDetector [#5]"), 1, "round {round}");
+        // The lease was handed back: the next pass runs.
+        h.pass().await;
+    }
+}
+
+async fn a_pass_and_a_status_racing_send_one_verdict(backend: Backend) {
+    for round in 0..race_rounds() {
+        let h = Arc::new(harness(backend).await);
+        let head = h.repo.head("deploy").unwrap();
+        h.repo
+            .post_status(&head, "ci/circleci: build", "success", "circleci");
+        let mut status = sample("status-deploy-success.json");
+        status["sha"] = json!(head);
+        status["commit"]["sha"] = json!(head);
+        let (webhook, pass) = {
+            let (a, b) = (Arc::clone(&h), Arc::clone(&h));
+            at_once(
+                async move {
+                    let hook = a.relay.status_hook(a.repo.client());
+                    let body = serde_json::to_vec(&status).unwrap();
+                    let headers = github_headers("status", "s1", &body, TEST_SECRET);
+                    hook.handle(&headers, body).await
+                },
+                async move { b.reconcile.pass().await },
+            )
+            .await
+        };
+        assert_done_or_in_flight(&webhook);
+        assert_eq!(pass.skipped, None, "{pass:?}");
+        assert_eq!(h.kinds(), ["commit_status"], "round {round}");
+    }
+}
+
+async fn a_pass_and_an_approval_racing_merge_once(backend: Backend) {
+    use build_relay::handlers::webhook::Endpoint;
+    for round in 0..race_rounds() {
+        let h = Arc::new(harness(backend).await);
+        let pr_head = h.approved_pull(5, "five.com");
+        let mut approval = sample("status-approval.json");
+        approval["sha"] = json!(pr_head);
+        approval["target_url"] =
+            json!("https://pullapprove.com/Charcoal-SE/SmokeDetector/pull-request/5/");
+        let (webhook, pass) = {
+            let (a, b) = (Arc::clone(&h), Arc::clone(&h));
+            at_once(
+                async move {
+                    let routes = a.relay.pull_request_routes(a.repo.client());
+                    let body = serde_json::to_vec(&approval).unwrap();
+                    let headers = github_headers("status", "a1", &body, TEST_SECRET);
+                    routes.serve("/github/pr_merge", &headers, body).await
+                },
+                async move { b.reconcile.pass().await },
+            )
+            .await
+        };
+        assert_done_or_in_flight(&webhook);
+        assert_eq!(pass.skipped, None, "{pass:?}");
+        let merges = h
+            .repo
+            .writes()
+            .into_iter()
+            .filter(|(m, p)| m == "PUT" && p.ends_with("/pulls/5/merge"))
+            .count();
+        assert!(merges <= 1, "round {round}: {merges} merge requests");
+        assert!(h.repo.file("master", LIST).unwrap().contains("five.com"));
+        assert_eq!(h.chat_with("Merged SmokeDetector [#5]"), 1, "round {round}");
+    }
+}
+
+/// A conflicting PR #7, approved: a stall no pass can heal.
+fn conflicting_approved_pull(h: &Harness) {
+    let branch_head = h.repo.commit(
+        "auto-blacklist-7",
+        &[("findspam.py", Some("def find():\n    return 7\n"))],
+        "seven",
+    );
+    h.repo.open_pull(7, "auto-blacklist-7");
+    h.repo.post_status(
+        &branch_head,
+        "code-review/pullapprove",
+        "success",
+        "pullapprove[bot]",
+    );
+    h.repo.commit(
+        "master",
+        &[("findspam.py", Some("def find():\n    return 0\n"))],
+        "master moves",
+    );
+    let deploy = h.repo.head("master").unwrap();
+    h.repo.set_branch("deploy", &deploy);
+    h.repo
+        .post_status(&deploy, "ci/circleci: build", "success", "circleci");
+}
+
+/// A pass that overran its lease (GitHub slow) beside the next pass, which takes the
+/// lease over: both run every step, and the stall is said once.
+async fn an_overrunning_pass_beside_the_next_says_a_stall_once(backend: Backend) {
+    use build_relay::handlers::reconcile::{PASS_LEASE_KEY, PASS_LEASE_SECONDS};
+    const ALERT: &str = "has been approved but not merged";
+    for round in 0..race_rounds() {
+        let h = Arc::new(harness(backend).await);
+        conflicting_approved_pull(&h);
+        h.pass().await;
+        h.clock.advance(15 * 60);
+        h.repo.set_latency(Duration::from_millis(50));
+        let slow = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.reconcile.pass().await })
+        };
+        // Once the slow pass holds the lease, the next one starts past its expiry.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let held = h.store.claim_holder(PASS_LEASE_KEY).await.unwrap();
+            if held.is_some_and(|l| l.claimed_at == h.clock.now()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slow pass took no lease"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let next = h.another_pass(PASS_LEASE_SECONDS + 1).pass().await;
+        let slow = slow.await.unwrap();
+        assert_eq!(slow.skipped, None, "{slow:?}");
+        assert_eq!(next.skipped, None, "the lease had run out: {next:?}");
+        assert_eq!(
+            h.chat_with(ALERT),
+            1,
+            "round {round}: {:?}",
+            h.notifier.chat()
+        );
+        assert_eq!(h.chat_with("Could not merge SmokeDetector [#7]"), 1);
+    }
+}
+
+/// A stall that clears and comes back is a new stall: said again when it starts again.
+async fn a_stall_that_comes_back_is_said_again(backend: Backend) {
+    const ALERT: &str = "has differed from master";
+    let h = harness(backend).await;
+    for time in 1..=2 {
+        // A commit pushed to deploy directly: deploy differs from master until fixed.
+        let stray = h.repo.file("deploy", LIST).unwrap() + &format!("stray{time}.com\n");
+        h.repo
+            .commit("deploy", &[(LIST, Some(&stray))], &format!("stray {time}"));
+        h.pass().await;
+        h.clock.advance(15 * 60);
+        h.pass().await;
+        h.pass().await;
+        assert_eq!(h.chat_with(ALERT), time, "{:?}", h.notifier.chat());
+        let master = h.repo.head("master").unwrap();
+        h.repo.set_branch("deploy", &master);
+        h.clock.advance(60);
+        h.pass().await;
+        assert_eq!(h.chat_with("is in step with master again"), time);
+        h.clock.advance(60);
+    }
+}
+
+async fn a_dry_run_says_what_a_pass_would_do_and_does_nothing(backend: Backend) {
+    let h = harness(backend).await;
+    let head = h.commit_on_master("dry.com");
+    h.approved_pull(5, "five.com");
+    let before = h.repo.writes().len();
+    let report = h.reconcile.dry_run().await;
+    assert!(report.dry_run);
+    assert_eq!(report.skipped, None, "{report:?}");
+    let done = report.done.join("\n");
+    assert!(done.contains("would move deploy from"), "{done}");
+    assert!(done.contains(&format!("to {head}")), "{done}");
+    assert!(done.contains("would merge #5"), "{done}");
+    assert!(
+        done.contains("would start watching stall approved/5"),
+        "{done}"
+    );
+    assert_eq!(h.repo.writes().len(), before, "no GitHub write");
+    assert!(h.notifier.messages().is_empty(), "nothing sent");
+    assert!(h.store.stalls().await.unwrap().is_empty(), "nothing stored");
+    assert!(h.store.history("deploy", 5).await.unwrap().is_empty());
+    // The real pass then does what the dry run said.
+    h.pass().await;
+    assert_eq!(h.repo.head("deploy").unwrap(), head);
+    assert_eq!(h.chat_with("Merged SmokeDetector [#5]"), 1);
+}
+
 async fn a_stall_is_said_when_it_starts_and_when_it_clears(backend: Backend) {
     let h = harness(backend).await;
     // An approved PR that cannot merge: its change to findspam.py conflicts with master's.
@@ -392,4 +651,10 @@ on_both_stores!(
     a_stall_is_said_when_it_starts_and_when_it_clears,
     a_healthy_repository_costs_four_calls_and_no_writes,
     a_low_quota_skips_the_pass,
+    two_passes_at_once_run_one_and_have_each_effect_once,
+    a_pass_and_a_status_racing_send_one_verdict,
+    a_pass_and_an_approval_racing_merge_once,
+    an_overrunning_pass_beside_the_next_says_a_stall_once,
+    a_stall_that_comes_back_is_said_again,
+    a_dry_run_says_what_a_pass_would_do_and_does_nothing,
 );

@@ -17,6 +17,7 @@ use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::Effects;
 use build_relay::handlers::reconcile::Reconcile;
+use build_relay::notify::{Notifier, RecordingNotifier};
 use build_relay::secrets::{self, SecretReader};
 use build_relay::store::Store;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
@@ -61,9 +62,17 @@ enum Command {
     /// go to (API Gateway's, with --dynamodb and the stack's tables; or a running
     /// relay-local serve's, http://127.0.0.1:3000, whose store this must then share:
     /// --dynamodb, since two processes cannot share a --state file). GitHub as for serve.
+    ///
+    /// A pass is skipped while another holds the pass lease in the store (the scheduled
+    /// function's, or serve's); the report says so.
     Reconcile {
         #[command(flatten)]
         store: StoreArgs,
+        /// Print what a pass would do (moves, verdicts, merges, alerts) and do none of it:
+        /// GitHub and the store are only read, nothing is sent, WEBSOCKET_ENDPOINT is not
+        /// needed, and no lease is taken.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Start a gateway, subscribe a client as SmokeDetector does, replay signed deliveries,
     /// and print what the client receives. Needs nothing set up.
@@ -144,7 +153,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Demo { listen } => relay_local::demo::run(listen).await,
         Command::Keys { action, store } => manage_keys(action, store).await,
-        Command::Reconcile { store } => reconcile_once(store).await,
+        Command::Reconcile { store, dry_run } => reconcile_once(store, dry_run).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,38 +208,56 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     running.until_interrupted().await.map_err(|e| e.to_string())
 }
 
-/// One reconcile pass against the chosen store, its messages posted to WEBSOCKET_ENDPOINT.
-async fn reconcile_once(args: StoreArgs) -> Result<(), String> {
+/// One reconcile pass against the chosen store, its messages posted to WEBSOCKET_ENDPOINT;
+/// or, `dry_run`, what it would do.
+async fn reconcile_once(args: StoreArgs, dry_run: bool) -> Result<(), String> {
     logging::init();
     let relay = RelayConfig::from_source(&ProcessEnv).map_err(|e| e.to_string())?;
-    let endpoint = config::websocket_endpoint(&ProcessEnv).map_err(|e| {
-        format!(
-            "{e}: the @connections API the pass's messages go to (API Gateway's, or a running \
-             relay-local serve's, e.g. http://127.0.0.1:3000)"
-        )
-    })?;
-    let store = open_store(&args).await?;
-    let github = github(&relay).await?;
-    let clock = build_relay::clock::system();
-    let api = match endpoint.starts_with("http://127.0.0.1")
-        || endpoint.starts_with("http://localhost")
-    {
-        true => ManagementApi::local(&endpoint),
-        false => ManagementApi::new(&setup::sdk_config().await, &endpoint),
+    let stall_after_seconds = config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?;
+    let endpoint = match dry_run {
+        true => None,
+        false => Some(config::websocket_endpoint(&ProcessEnv).map_err(|e| {
+            format!(
+                "{e}: the @connections API the pass's messages go to (API Gateway's, or a \
+                 running relay-local serve's, e.g. http://127.0.0.1:3000); --dry-run needs none"
+            )
+        })?),
     };
-    let notifier = Broadcaster::new(Arc::clone(&store), Arc::new(api), Arc::clone(&clock));
+    let store = open_store(&args).await?;
+    let clock = build_relay::clock::system();
+    let (github, notifier): (Arc<dyn GitHub>, Arc<dyn Notifier>) = match endpoint {
+        // Nothing is written in a dry run; GitHub's writes would be logged, not made.
+        None => (
+            Arc::new(DryRun::new(github(&relay).await?)),
+            Arc::new(RecordingNotifier::default()),
+        ),
+        Some(endpoint) => {
+            let api = match endpoint.starts_with("http://127.0.0.1")
+                || endpoint.starts_with("http://localhost")
+            {
+                true => ManagementApi::local(&endpoint),
+                false => ManagementApi::new(&setup::sdk_config().await, &endpoint),
+            };
+            let broadcaster =
+                Broadcaster::new(Arc::clone(&store), Arc::new(api), Arc::clone(&clock));
+            (github(&relay).await?, Arc::new(broadcaster))
+        }
+    };
     let reconcile = Reconcile {
         effects: Arc::new(Effects {
             config: relay,
             store,
-            notifier: Arc::new(notifier),
+            notifier,
             github,
             retry: RetryPolicy::default(),
             clock,
         }),
-        stall_after_seconds: config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?,
+        stall_after_seconds,
     };
-    let report = reconcile.pass().await;
+    let report = match dry_run {
+        true => reconcile.dry_run().await,
+        false => reconcile.pass().await,
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&report).expect("a report serialises")

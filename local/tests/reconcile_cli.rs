@@ -11,14 +11,28 @@ const REPO: &str = "/repos/Charcoal-SE/SmokeDetector";
 const HEAD: &str = "9049f1265b7d61be4a8904a9a27120d2064dab3b";
 
 fn reconcile(state: &std::path::Path, github: &str, endpoint: Option<&str>) -> Output {
+    reconcile_with(&[], state, github, endpoint)
+}
+
+fn reconcile_with(
+    flags: &[&str],
+    state: &std::path::Path,
+    github: &str,
+    endpoint: Option<&str>,
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relay-local"));
     command
-        .args(["reconcile", "--state"])
+        .arg("reconcile")
+        .args(flags)
+        .arg("--state")
         .arg(state)
         .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
         .env("GITHUB_API_URL", github)
         .env("GITHUB_TOKEN", "ghp_test_token_for_the_stand_in")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // As scripts/test.sh sets them: no region lookups in instance metadata.
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     match endpoint {
         Some(endpoint) => command.env("WEBSOCKET_ENDPOINT", endpoint),
         None => command.env_remove("WEBSOCKET_ENDPOINT"),
@@ -94,7 +108,8 @@ async fn one_pass_reads_github_and_prints_its_report() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert!(report["pass"].as_str().unwrap().starts_with("reconcile/"));
     assert_eq!(report["skipped"], Value::Null);
     assert_eq!(report["github_calls"], 6, "{report}");
@@ -122,4 +137,54 @@ async fn without_an_endpoint_it_says_where_messages_would_go() {
         github.received_requests().await.unwrap().is_empty(),
         "nothing was read"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reads_and_says_and_changes_nothing() {
+    let github = github().await;
+    let dir = std::env::temp_dir().join(format!("relay-reconcile-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let _ = std::fs::remove_file(&state);
+
+    let out = reconcile_with(&["--dry-run"], &state, &github.uri(), None);
+    assert!(
+        out.status.success(),
+        "no WEBSOCKET_ENDPOINT needed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["skipped"], Value::Null);
+    // The deploy head has no verdict: the dry run says so, and would start watching it.
+    let done: Vec<&str> = report["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        done.iter()
+            .any(|d| d.starts_with(&format!("no verdict for {HEAD} yet"))),
+        "{done:?}"
+    );
+    assert!(
+        done.contains(&"would start watching stall no-verdict"),
+        "{done:?}"
+    );
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(
+        kept["stalls"].as_object().is_none_or(|s| s.is_empty()),
+        "nothing stored: {kept}"
+    );
+    let requests = github.received_requests().await.unwrap();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method.as_str() == "GET" || r.url.path() == "/graphql"),
+        "GitHub was only read"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

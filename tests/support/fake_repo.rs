@@ -39,6 +39,8 @@ struct Repo {
     race: VecDeque<Vec<(String, Option<String>)>>,
     /// Every write (method, path), in order.
     writes: Vec<(String, String)>,
+    /// How long every answer takes.
+    latency: std::time::Duration,
     /// Ref updates still to be answered 502 after they were carried out (a lost answer).
     lost_ref_answers: u32,
     /// Ref updates still to be answered 502 without being carried out.
@@ -217,11 +219,12 @@ impl FakeRepo {
         )))
         .respond_with(move |request: &Request| {
             let mut repo = shared.lock().unwrap();
-            match request.url.path() {
+            let answer = match request.url.path() {
                 "/rate_limit" => rate_limit(&repo),
                 "/graphql" => graphql(&mut repo),
                 _ => respond(&mut repo, request),
-            }
+            };
+            answer.set_delay(repo.latency)
         })
         .mount(&server)
         .await;
@@ -325,6 +328,11 @@ impl FakeRepo {
     }
 
     /// Sets the calls left in the hour.
+    /// Makes every answer take `latency` (a slow GitHub, a long pass).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.repo.lock().unwrap().latency = latency;
+    }
+
     pub fn set_remaining(&self, remaining: u64) {
         self.repo.lock().unwrap().remaining = remaining;
     }

@@ -146,15 +146,38 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<String, crate::handlers::webhook::Failure>>,
 {
+    match once_or_done(claim, patience, what, work).await? {
+        Done::Now(answer) => Ok(answer),
+        Done::Before(owner) => Ok(format!(
+            "{what}: done already by delivery {owner}; nothing to do"
+        )),
+    }
+}
+
+/// Whether `once_or_done` did the work itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done<T> {
+    /// This caller did it; what the work answered.
+    Now(T),
+    /// Someone did it before (the claim's last holder).
+    Before(String),
+}
+
+/// `once`, telling the caller whether it did the work itself.
+pub async fn once_or_done<T, F, Fut>(
+    claim: &ClaimHandle<'_>,
+    patience: Duration,
+    what: &str,
+    work: F,
+) -> Result<Done<T>, crate::handlers::webhook::Failure>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::handlers::webhook::Failure>>,
+{
     use crate::handlers::webhook::Failure;
     let mut held = match claim.take_or_wait(patience).await? {
         Taken::Won(held) | Taken::Mine(held) => held,
-        Taken::Finished(held) => {
-            return Ok(format!(
-                "{what}: done already by delivery {}; nothing to do",
-                held.owner
-            ));
-        }
+        Taken::Finished(held) => return Ok(Done::Before(held.owner)),
         Taken::Busy(held) => {
             return Err(Failure::transient(format!(
                 "{what}: under way in delivery {}; redeliver if it does not finish",
@@ -165,7 +188,7 @@ where
     match work().await {
         Ok(done) => {
             claim.advance(&mut held, ClaimState::Done).await?;
-            Ok(done)
+            Ok(Done::Now(done))
         }
         Err(failure) => {
             claim.release(&held).await;

@@ -15,18 +15,26 @@ use super::claims::{self, ClaimHandle};
 use super::pull_request::{PrMerge, answer_says_merged};
 use super::push::PushHook;
 use super::webhook::{Failure, Plan, Route};
-use crate::domain::{CiSource, HistoryOutcome, StatusRecord};
+use crate::domain::{CiSource, HistoryOutcome, Stall, StatusRecord};
 use crate::github::api::{Comparison, OpenPull};
 use crate::github::payloads::StatusEvent;
 use crate::notify::SmokeyMessage;
 use crate::rules::checks;
 use crate::rules::reconcile::{self as rules, DeployStand, StallTurn};
+use crate::store::{Claim, ClaimRecord, ClaimState};
 
 /// The history stream of stall alerts.
 pub const RECONCILE_HISTORY: &str = "reconcile";
 
 /// How long a delivery waits for another one doing the same divergence report.
 const WAIT_FOR_HOLDER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The claim a pass holds while it runs, so that passes do not overlap.
+pub const PASS_LEASE_KEY: &str = "reconcile/pass";
+
+/// How long a pass may hold the lease before the next may take it (the holder died): longer
+/// than the reconcile function may run (60 s).
+pub const PASS_LEASE_SECONDS: i64 = 120;
 
 /// A reconcile pass's parts: every effect a webhook route may have, and when a stall alerts.
 pub struct Reconcile {
@@ -40,8 +48,10 @@ pub struct Reconcile {
 /// What one pass did, logged as one JSON line and answered by the function.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PassReport {
-    /// The pass's delivery id in histories: `reconcile/<unix time>`.
+    /// The pass's delivery id in histories: `reconcile/<unix time>-<random>`.
     pub pass: String,
+    /// A dry run: `done` says what the pass would do; nothing was written or sent.
+    pub dry_run: bool,
     /// Why the pass did nothing, when it did nothing.
     pub skipped: Option<String>,
     /// What it looked at.
@@ -64,14 +74,39 @@ struct Found {
 
 impl Reconcile {
     /// One pass. A failure stops the pass where it happened (logged, in the report); the
-    /// next pass starts over, as every step is idempotent.
+    /// next pass starts over, as every step is idempotent. While another pass holds the
+    /// lease (`PASS_LEASE_KEY`), this one is skipped and says so.
     pub async fn pass(&self) -> PassReport {
+        self.pass_as(false).await
+    }
+
+    /// What a pass would do, read from GitHub and the store; writes and sends nothing.
+    pub async fn dry_run(&self) -> PassReport {
+        self.pass_as(true).await
+    }
+
+    async fn pass_as(&self, dry_run: bool) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport {
-            pass: format!("reconcile/{}", self.effects.clock.now()),
+            pass: pass_name(self.effects.clock.now()),
+            dry_run,
             ..PassReport::default()
         };
-        if let Err(failure) = self.run(&mut report).await {
+        let outcome = match dry_run {
+            true => self.run(&mut report).await,
+            false => match self.take_lease(&report.pass).await {
+                Ok(mine) => {
+                    let outcome = self.run(&mut report).await;
+                    self.give_back(&mine).await;
+                    outcome
+                }
+                Err(skip) => {
+                    report.skipped = Some(skip);
+                    Ok(())
+                }
+            },
+        };
+        if let Err(failure) = outcome {
             let reason = match failure {
                 Failure::Transient(reason) | Failure::Permanent(reason) => reason,
             };
@@ -88,6 +123,53 @@ impl Reconcile {
             "reconcile pass"
         );
         report
+    }
+
+    /// Takes the pass lease for `me`; `Err` says why this pass is skipped (another pass
+    /// under way, or the store unreadable).
+    async fn take_lease(&self, me: &str) -> Result<ClaimRecord, String> {
+        let fx = &self.effects;
+        let now = fx.clock.now();
+        let mine = ClaimRecord {
+            owner: me.to_string(),
+            claimed_at: now,
+            state: ClaimState::Claimed,
+        };
+        let unreadable = |e: crate::store::StoreError| format!("the pass lease is unreadable: {e}");
+        let held = match fx
+            .store
+            .claim(PASS_LEASE_KEY, me, now)
+            .await
+            .map_err(unreadable)?
+        {
+            Claim::Won => return Ok(mine),
+            Claim::Held(held) => held,
+        };
+        if held.state != ClaimState::Done && held.claimed_at > now - PASS_LEASE_SECONDS {
+            return Err(format!(
+                "another pass is under way ({}, for {} s)",
+                held.owner,
+                now - held.claimed_at
+            ));
+        }
+        match fx.store.swap_claim(PASS_LEASE_KEY, &held, &mine).await {
+            Ok(true) => Ok(mine),
+            Ok(false) => Err("another pass took the lease at this moment".into()),
+            Err(e) => Err(unreadable(e)),
+        }
+    }
+
+    /// Hands the lease back; should that fail, it runs out by itself.
+    async fn give_back(&self, mine: &ClaimRecord) {
+        let fx = &self.effects;
+        let done = ClaimRecord {
+            state: ClaimState::Done,
+            claimed_at: fx.clock.now(),
+            ..mine.clone()
+        };
+        if let Err(error) = fx.store.swap_claim(PASS_LEASE_KEY, mine, &done).await {
+            tracing::warn!(%error, "reconcile: the pass lease was not handed back; it runs out by itself");
+        }
     }
 
     async fn run(&self, report: &mut PassReport) -> Result<(), Failure> {
@@ -150,6 +232,27 @@ impl Reconcile {
             .await?;
         match rules::deploy_stand(&compared) {
             DeployStand::InStep => Ok(deploy_head.to_string()),
+            DeployStand::Behind if report.dry_run => {
+                report.done.push(format!(
+                    "would move {deploy} from {deploy_head} to {source_head} (fast-forward) \
+                     and send deploy_updated"
+                ));
+                Ok(source_head.to_string())
+            }
+            DeployStand::Diverged if report.dry_run => {
+                let key = rules::divergence_key(source_head, deploy_head);
+                let said = fx.store.claim_holder(&key).await?;
+                report.done.push(match said {
+                    Some(held) if held.state.is_final() => {
+                        format!("{deploy} diverged from {source}: reported already")
+                    }
+                    _ => format!(
+                        "would report that {deploy} diverged from {source} ({} commit(s) only on {deploy})",
+                        compared.ahead_by
+                    ),
+                });
+                Ok(deploy_head.to_string())
+            }
             DeployStand::Behind => {
                 let message = self
                     .call(report, "read the source head", || {
@@ -241,6 +344,37 @@ impl Reconcile {
             report.checked.push(format!("{sha} has its verdict"));
             return Ok(false);
         }
+        let records = self.read_results(report, sha).await?;
+        if report.dry_run {
+            report.done.push(
+                match crate::rules::status::decide_recorded(&records, &fx.config) {
+                    crate::rules::status::StatusDecision::Decided(decided) => format!(
+                        "would send the verdict {} for {sha} ({})",
+                        decided.state,
+                        decided.contexts.join(", ")
+                    ),
+                    crate::rules::status::StatusDecision::Undecided(reason) => {
+                        format!("no verdict for {sha} yet: {reason}")
+                    }
+                },
+            );
+            return Ok(true);
+        }
+        for record in records {
+            fx.store.record_status(&record).await?;
+        }
+        let answer = super::verdict::judge_deployed(fx, &report.pass, sha, None).await?;
+        report.done.push(format!("verdict for {sha}: {answer}"));
+        Ok(!sent(fx.store.verdict(sha).await?))
+    }
+
+    /// A commit's statuses and check runs as GitHub has them, as the relay records them.
+    async fn read_results(
+        &self,
+        report: &mut PassReport,
+        sha: &str,
+    ) -> Result<Vec<StatusRecord>, Failure> {
+        let fx = &self.effects;
         let statuses = self
             .call(report, "read the statuses", || {
                 fx.github.combined_status(sha)
@@ -268,12 +402,7 @@ impl Reconcile {
                     .filter_map(|run| checks::from_run(run, None))
                     .map(|result| result.into_report(&report.pass).record),
             );
-        for record in records {
-            fx.store.record_status(&record).await?;
-        }
-        let answer = super::verdict::judge_deployed(fx, &report.pass, sha, None).await?;
-        report.done.push(format!("verdict for {sha}: {answer}"));
-        Ok(!sent(fx.store.verdict(sha).await?))
+        Ok(records.collect())
     }
 
     /// Every open bot pull request approved at its head is merged through the merge route.
@@ -290,6 +419,15 @@ impl Reconcile {
             let Some(approval) = self.approval_of(pull) else {
                 continue;
             };
+            if report.dry_run {
+                report.done.push(format!(
+                    "would merge #{} (approved at {}), after the merge route's checks",
+                    pull.number,
+                    short(&pull.head_sha)
+                ));
+                unmerged.push(pull.number);
+                continue;
+            }
             let body = serde_json::to_vec(&approval).expect("a JSON value serialises");
             let answer = match route.plan("status", &body) {
                 Ok(Plan::Act { work, .. }) => route.act(&report.pass, work).await?,
@@ -376,7 +514,14 @@ impl Reconcile {
                 "no-verdict" => 4 * self.stall_after_seconds,
                 _ => self.stall_after_seconds,
             };
-            let said = match rules::stall_turn(stall, present.contains(&key), now, threshold) {
+            let turn = rules::stall_turn(stall, present.contains(&key), now, threshold);
+            if report.dry_run {
+                if let Some(would) = self.would_say(&key, found, stall, &turn, now) {
+                    report.done.push(would);
+                }
+                continue;
+            }
+            let said = match turn {
                 StallTurn::Quiet => None,
                 StallTurn::Watch(stall) => {
                     fx.store.put_stall(&key, &stall).await?;
@@ -384,18 +529,20 @@ impl Reconcile {
                 }
                 StallTurn::Alert(stall) => {
                     let message = self.stall_message(&key, found, true, now - stall.since);
-                    self.say_stall(report, &key, "stall-started", message)
+                    let said = self
+                        .say_stall(report, &key, stall.since, "stall-started", message)
                         .await?;
                     fx.store.put_stall(&key, &stall).await?;
-                    Some(key.clone())
+                    said.then(|| key.clone())
                 }
                 StallTurn::Cleared => {
                     let since = stall.map_or(now, |s| s.since);
                     let message = self.stall_message(&key, found, false, now - since);
-                    self.say_stall(report, &key, "stall-cleared", message)
+                    let said = self
+                        .say_stall(report, &key, since, "stall-cleared", message)
                         .await?;
                     fx.store.remove_stall(&key).await?;
-                    Some(key.clone())
+                    said.then(|| key.clone())
                 }
                 StallTurn::Forget => {
                     fx.store.remove_stall(&key).await?;
@@ -409,25 +556,64 @@ impl Reconcile {
         Ok(())
     }
 
+    /// What a dry run says of a stall's turn.
+    fn would_say(
+        &self,
+        key: &str,
+        found: &Found,
+        stall: Option<Stall>,
+        turn: &StallTurn,
+        now: i64,
+    ) -> Option<String> {
+        match turn {
+            StallTurn::Quiet | StallTurn::Forget => None,
+            StallTurn::Watch(_) => Some(format!("would start watching stall {key}")),
+            StallTurn::Alert(stall) => Some(format!(
+                "would say: {}",
+                self.stall_message(key, found, true, now - stall.since)
+            )),
+            StallTurn::Cleared => {
+                let since = stall.map_or(now, |s| s.since);
+                Some(format!(
+                    "would say: {}",
+                    self.stall_message(key, found, false, now - since)
+                ))
+            }
+        }
+    }
+
+    /// Says that stall `key` (watched since `since`) started or cleared, once across
+    /// overlapping passes: a claim per stall, window and outcome. A stall that ends and
+    /// comes back has a new `since`, so it is said again. Answers whether this pass said it.
     async fn say_stall(
         &self,
         report: &PassReport,
         key: &str,
+        since: i64,
         outcome: &str,
         message: String,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let fx = &self.effects;
-        super::record_history(
+        let claim = ClaimHandle::new(
             fx.store.as_ref(),
-            fx.clock.now(),
-            RECONCILE_HISTORY,
+            fx.clock.as_ref(),
+            format!("stall/{key}@{since}/{outcome}"),
             &report.pass,
-            HistoryOutcome::Event(outcome.into()),
-            json!({ "stall": key, "message": message }),
-        )
+        );
+        let said = claims::once_or_done(&claim, WAIT_FOR_HOLDER, "Saying a stall", || async {
+            super::record_history(
+                fx.store.as_ref(),
+                fx.clock.now(),
+                RECONCILE_HISTORY,
+                &report.pass,
+                HistoryOutcome::Event(outcome.into()),
+                json!({ "stall": key, "message": message }),
+            )
+            .await?;
+            super::say(fx.notifier.as_ref(), SmokeyMessage::Chat(message)).await
+        })
         .await?;
-        super::say(fx.notifier.as_ref(), SmokeyMessage::Chat(message)).await?;
-        Ok(())
+        Ok(matches!(said, claims::Done::Now(_)))
     }
 
     fn stall_message(&self, key: &str, found: &Found, started: bool, seconds: i64) -> String {
@@ -482,6 +668,14 @@ impl Reconcile {
         report.github_calls += 1;
         super::retried(&self.effects, what, call).await
     }
+}
+
+/// A pass's name, also its delivery id in histories and its name in claims: the time and a
+/// random part, so that two passes in one second are two holders.
+fn pass_name(now: i64) -> String {
+    let mut random = [0u8; 3];
+    let _ = getrandom::fill(&mut random);
+    format!("reconcile/{now}-{}", hex::encode(random))
 }
 
 fn short(sha: &str) -> &str {
