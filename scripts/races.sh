@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reconcile races, many rounds each (the test suite runs 3): two passes at once, a pass
-# beside a status delivery, a pass beside an approval, and a pass that overran its lease
-# beside the next; each on the embedded store and on DynamoDB (moto, requests serialised).
+# beside a push, a status or an approval delivery, and a pass that overran its lease beside
+# the next; each on the embedded store and on DynamoDB (moto, requests serialised).
 # Starts moto on a free 127.0.0.1 port and stops it afterwards.
 # Usage: scripts/races.sh [ROUNDS]     (default 100)
 set -euo pipefail

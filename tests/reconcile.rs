@@ -226,34 +226,37 @@ async fn an_approval_whose_webhook_never_arrived_merges_once(backend: Backend) {
 }
 
 async fn a_webhook_and_a_pass_racing_have_one_effect(backend: Backend) {
-    let h = Arc::new(harness(backend).await);
-    let before = h.repo.head("deploy").unwrap();
-    let head = h.commit_on_master("raced.com");
-    let mut push = sample("push-master.json");
-    push["before"] = json!(before);
-    push["after"] = json!(head);
-    push["head_commit"]["id"] = json!(head);
-    let webhook = {
-        let h = Arc::clone(&h);
-        tokio::spawn(async move {
-            let body = serde_json::to_vec(&push).unwrap();
-            h.push
-                .handle(&github_headers("push", "p1", &body, TEST_SECRET), body)
-                .await
-        })
-    };
-    let pass = {
-        let h = Arc::clone(&h);
-        tokio::spawn(async move { h.reconcile.pass().await })
-    };
-    assert_done_or_in_flight(&webhook.await.unwrap());
-    pass.await.unwrap();
-    assert_eq!(h.repo.head("deploy").unwrap(), head);
-    assert_eq!(h.ref_updates("deploy").await, 1);
-    assert_eq!(
-        h.kinds().iter().filter(|k| **k == "deploy_updated").count(),
-        1
-    );
+    for round in 0..race_rounds() {
+        let h = Arc::new(harness(backend).await);
+        let before = h.repo.head("deploy").unwrap();
+        let head = h.commit_on_master("raced.com");
+        let mut push = sample("push-master.json");
+        push["before"] = json!(before);
+        push["after"] = json!(head);
+        push["head_commit"]["id"] = json!(head);
+        let (webhook, pass) = {
+            let (a, b) = (Arc::clone(&h), Arc::clone(&h));
+            at_once(
+                async move {
+                    let body = serde_json::to_vec(&push).unwrap();
+                    a.push
+                        .handle(&github_headers("push", "p1", &body, TEST_SECRET), body)
+                        .await
+                },
+                async move { b.reconcile.pass().await },
+            )
+            .await
+        };
+        assert_done_or_in_flight(&webhook);
+        assert_eq!(pass.skipped, None, "{pass:?}");
+        assert_eq!(h.repo.head("deploy").unwrap(), head);
+        assert_eq!(h.ref_updates("deploy").await, 1, "round {round}");
+        assert_eq!(
+            h.kinds().iter().filter(|k| **k == "deploy_updated").count(),
+            1,
+            "round {round}"
+        );
+    }
 }
 
 /// How many rounds each race runs: `RELAY_RACE_ROUNDS` (scripts/races.sh sets 100), else 3.
