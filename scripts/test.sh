@@ -5,8 +5,10 @@
 #      tests run metasmoke's websocket as Rails serves it),
 #   2. starts moto_server on a free 127.0.0.1 port,
 #   3. runs cargo fmt --check, cargo clippy -D warnings, cfn-lint and sam validate --lint on
-#      template.yaml, builds the release function binaries (the runtime-API tests run them),
-#      runs every test, and builds the benchmarks,
+#      template.yaml, builds the function binaries (the runtime-API tests run them; the dev
+#      profile, so that the tests' build shares every dependency with them), runs every
+#      test, and builds the benchmarks (also in the dev profile: scripts/bench.sh runs them
+#      optimised),
 #   4. stops moto again, also when a step fails.
 # Usage: scripts/test.sh [extra arguments for the test runner, e.g. a test name filter]
 set -euo pipefail
@@ -37,16 +39,17 @@ step "template.yaml: cfn-lint and sam validate --lint"
 "$VENV/bin/cfn-lint" template.yaml
 SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
 
-step "release function binaries"
-cargo build --locked --release $(printf -- '-p %s ' "${FUNCTIONS[@]}")
+step "function binaries (dev profile, shared with the tests' build)"
+cargo build --locked $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --workspace --no-fail-fast "$@"
+    # Most tests wait on sockets, servers and timers rather than the CPU.
+    cargo nextest run --locked --workspace --no-fail-fast --test-threads 4 "$@"
 else
     cargo test --locked --workspace --no-fail-fast "$@"
 fi
 
-step "benchmarks build (cargo bench --no-run; run them with scripts/bench.sh)"
-cargo bench --locked --no-run -p build-relay -p integration-tests \
+step "benchmarks build (dev profile; scripts/bench.sh runs them optimised)"
+cargo build --locked -p build-relay -p integration-tests \
     --bench intake --bench cold_start --bench fanout --bench throughput

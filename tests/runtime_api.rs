@@ -1,6 +1,6 @@
-//! Every file in `events/` sent to the release binary of its function through the Lambda
-//! Runtime API, against DynamoDB on moto, a local fake GitHub and a recording @connections,
-//! and the answer checked.
+//! Every file in `events/` sent to its function's binary (as the test command builds it)
+//! through the Lambda Runtime API, against DynamoDB on moto, a local fake GitHub and a
+//! recording @connections, and the answer checked.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use build_relay::store::{Commits, Connections, Outbox};
 use build_relay::{clock, keys};
 use integration_tests::fake_github::*;
 use integration_tests::fake_metasmoke::FakeMetasmoke;
-use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, release_binary};
+use integration_tests::runtime_api::{FunctionProcess, Outcome, RuntimeApi, function_binary};
 use integration_tests::*;
 use serde_json::{Value, json};
 use wiremock::MockServer;
@@ -64,7 +64,8 @@ impl World {
     /// Runs `binary` on the event `file` and returns what it answered.
     async fn invoke(&self, binary: &str, file: &str, extra_env: &[(&str, String)]) -> Value {
         let api = RuntimeApi::start(vec![event::<Value>(file)]).await;
-        let _function = FunctionProcess::spawn(&release_binary(binary), &api, &self.env(extra_env));
+        let _function =
+            FunctionProcess::spawn(&function_binary(binary), &api, &self.env(extra_env));
         match api.outcome(1, Duration::from_secs(30)).await {
             Some(Outcome::Response { body, .. }) => body,
             other => panic!("{binary} on {file}: {other:?}"),
@@ -503,7 +504,7 @@ async fn ws_keepalive_bridges_a_steady_stream_across_overlapping_windows_once_ea
         ("AWS_ENDPOINT_URL_DYNAMODB", serial),
     ]);
     let schedule = || vec![event::<Value>("ws-keepalive/schedule.json")];
-    let binary = release_binary("ws-keepalive");
+    let binary = function_binary("ws-keepalive");
 
     // The first run subscribes; a steady stream starts; 1.5 s later the next run (another
     // Lambda instance) subscribes as well, while the first is still listening.
@@ -565,7 +566,7 @@ async fn ws_keepalive_bridges_a_steady_stream_across_overlapping_windows_once_ea
 #[tokio::test]
 async fn a_missing_setting_stops_cold_start_with_one_line() {
     let api = RuntimeApi::start(vec![event::<Value>("ws-connect/connect.json")]).await;
-    let mut function = FunctionProcess::spawn(&release_binary("ws-connect"), &api, &[]);
+    let mut function = FunctionProcess::spawn(&function_binary("ws-connect"), &api, &[]);
     let status = tokio::time::timeout(Duration::from_secs(10), function.child.wait())
         .await
         .unwrap()

@@ -183,16 +183,25 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     record(&shared, Outcome::InitError(json(&body)))
 }
 
-/// A release binary of the workspace, e.g. `github-status`.
+/// A function's binary as the test command builds it (`cargo build -p NAME`: the dev
+/// profile, whose dependencies the tests' own build shares), e.g. `github-status`.
+pub fn function_binary(name: &str) -> PathBuf {
+    built_binary("debug", name, &format!("cargo build -p {name}"))
+}
+
+/// A release binary of the workspace, as deployed, e.g. `github-status`; for benchmarks.
 pub fn release_binary(name: &str) -> PathBuf {
+    built_binary("release", name, &format!("cargo build --release -p {name}"))
+}
+
+fn built_binary(profile: &str, name: &str, build: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let binary = target.join("release").join(name);
+    let binary = target.join(profile).join(name);
     assert!(
         binary.is_file(),
-        "{} is missing: these tests run the release binaries, which scripts/test.sh builds \
-         first (cargo build --release -p {name})",
+        "{} is missing: build it first ({build}; scripts/test.sh and scripts/bench.sh do)",
         binary.display()
     );
     binary
