@@ -150,19 +150,20 @@ async fn a_push_to_master_fast_forwards_deploy(backend: Backend) {
     assert_eq!(h.history_outcomes().await, ["moved"]);
 }
 
-async fn a_late_push_already_on_deploy_is_fine(backend: Backend) {
-    let h = harness(backend).await;
+/// GitHub refuses to move deploy to `AFTER` (not a fast forward), and the comparison says
+/// deploy holds it: `compared`.
+async fn deploy_already_has_it(h: &Harness, compared: Value) {
     h.github
         .answer("PATCH", REF_DEPLOY, 422, not_fast_forward())
         .await;
     h.github
-        .answer(
-            "GET",
-            &format!("/compare/{AFTER}...deploy"),
-            200,
-            comparison("ahead", &[("abc", "newer")]),
-        )
+        .answer("GET", &format!("/compare/{AFTER}...deploy"), 200, compared)
         .await;
+}
+
+async fn a_late_push_already_on_deploy_is_fine(backend: Backend) {
+    let h = harness(backend).await;
+    deploy_already_has_it(&h, comparison("ahead", &[("abc", "newer")])).await;
     let answer = h.deliver("late", &push("refs/heads/master", AFTER)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert!(answer.reason.contains("already contains"), "{answer:?}");
@@ -186,17 +187,7 @@ async fn a_move_told_by_its_redelivery_through_already_contains(backend: Backend
             ResponseTemplate::new(200).set_body_json(ref_updated()),
         )
         .await;
-    h.github
-        .answer("PATCH", REF_DEPLOY, 422, not_fast_forward())
-        .await;
-    h.github
-        .answer(
-            "GET",
-            &format!("/compare/{AFTER}...deploy"),
-            200,
-            comparison("identical", &[]),
-        )
-        .await;
+    deploy_already_has_it(&h, comparison("identical", &[])).await;
     h.notifier.failing.store(true, Ordering::SeqCst);
     let failed = h.deliver("d1", &push("refs/heads/master", AFTER)).await;
     assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{failed:?}");

@@ -500,27 +500,7 @@ async fn a_dry_run_says_what_a_pass_would_do_and_does_nothing(backend: Backend) 
 async fn a_stall_is_said_when_it_starts_and_when_it_clears(backend: Backend) {
     let h = harness(backend).await;
     // An approved PR that cannot merge: its change to findspam.py conflicts with master's.
-    let branch_head = h.repo.commit(
-        "auto-blacklist-7",
-        &[("findspam.py", Some("def find():\n    return 7\n"))],
-        "seven",
-    );
-    h.repo.open_pull(7, "auto-blacklist-7");
-    h.repo.post_status(
-        &branch_head,
-        "code-review/pullapprove",
-        "success",
-        "pullapprove[bot]",
-    );
-    h.repo.commit(
-        "master",
-        &[("findspam.py", Some("def find():\n    return 0\n"))],
-        "master moves",
-    );
-    let deploy = h.repo.head("master").unwrap();
-    h.repo.set_branch("deploy", &deploy);
-    h.repo
-        .post_status(&deploy, "ci/circleci: build", "success", "circleci");
+    conflicting_approved_pull(&h);
 
     let stalled = |h: &Harness| {
         h.notifier

@@ -220,6 +220,7 @@ impl PushHook {
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
+    ///
     /// An earlier attempt of this move (`fresh` false) may have moved deploy and died
     /// before telling the Smokeys: then "already contains" is told as a move.
     async fn refused_fast_forward(
