@@ -35,6 +35,7 @@ fn verdict_record(delivery: &str) -> VerdictRecord {
         delivery_id: delivery.into(),
         claimed_at: NOW,
         notified_at: None,
+        sent_to: None,
     }
 }
 
@@ -195,7 +196,7 @@ async fn a_verdict_is_claimed_once(backend: Backend) {
     };
     assert_eq!(existing, first);
     store
-        .mark_verdict_notified(&first.verdict.sha, NOW + 5)
+        .mark_verdict_notified(&first.verdict.sha, NOW + 5, 3)
         .await
         .unwrap();
     let VerdictClaim::Taken(existing) = store.claim_verdict(&verdict_record("d3")).await.unwrap()
@@ -205,8 +206,8 @@ async fn a_verdict_is_claimed_once(backend: Backend) {
     assert_eq!(existing.notified_at, Some(NOW + 5));
     let read = store.verdict(&first.verdict.sha).await.unwrap().unwrap();
     assert_eq!(
-        (read.verdict, read.notified_at),
-        (first.verdict, Some(NOW + 5))
+        (read.verdict, read.notified_at, read.sent_to),
+        (first.verdict, Some(NOW + 5), Some(3))
     );
     assert_eq!(store.verdict("unknown").await.unwrap(), None);
 }

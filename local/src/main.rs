@@ -88,6 +88,28 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Tell what the relay recorded for a pull request, for deploy or for a commit, as
+    /// plain sentences with times (UTC): a summary, then each recorded event.
+    ///
+    /// Reads the records of a running or stopped relay: --state FILE (relay-local's) or
+    /// --dynamodb (TABLE_NAME, CONNECTIONS_TABLE, as deployed). Changes nothing.
+    Why {
+        #[command(subcommand)]
+        what: WhyWhat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum WhyWhat {
+    /// A pull request: its events, its approval and merge, the branch, then deploy and CI
+    /// for the merge commit.
+    Pr { number: u64 },
+    /// Deploy: where it is, since when, its verdict, and its recent moves and reports.
+    Deploy,
+    /// A commit: its CI results, whether deploy was moved there, its verdict.
+    Commit { sha: String },
 }
 
 #[derive(Args)]
@@ -154,6 +176,7 @@ async fn main() -> ExitCode {
         Command::Demo { listen } => relay_local::demo::run(listen).await,
         Command::Keys { action, store } => manage_keys(action, store).await,
         Command::Reconcile { store, dry_run } => reconcile_once(store, dry_run).await,
+        Command::Why { what, store } => why(what, store).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,6 +289,25 @@ async fn reconcile_once(args: StoreArgs, dry_run: bool) -> Result<(), String> {
         Some(reason) if reason.starts_with("stopped") => Err(reason),
         _ => Ok(()),
     }
+}
+
+/// Prints the trail asked for.
+async fn why(what: WhyWhat, args: StoreArgs) -> Result<(), String> {
+    let dynamodb = args.dynamodb || std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
+    if args.state.is_none() && !dynamodb {
+        return Err(
+            "why reads the relay's records: give --state FILE (relay-local's) or --dynamodb".into(),
+        );
+    }
+    let store = open_store(&args).await?;
+    let trail = match what {
+        WhyWhat::Pr { number } => build_relay::why::pull(store.as_ref(), number).await,
+        WhyWhat::Deploy => build_relay::why::deploy(store.as_ref()).await,
+        WhyWhat::Commit { sha } => build_relay::why::commit(store.as_ref(), &sha).await,
+    }
+    .map_err(|e| e.to_string())?;
+    print!("{trail}");
+    Ok(())
 }
 
 /// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.

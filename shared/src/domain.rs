@@ -86,6 +86,10 @@ pub struct VerdictRecord {
     pub claimed_at: i64,
     /// When it was sent, once it was.
     pub notified_at: Option<i64>,
+    /// How many connections took it when it was sent (none for a record written before
+    /// this was kept).
+    #[serde(default)]
+    pub sent_to: Option<u64>,
 }
 
 /// A client key as stored: only its hash (see `keys`).

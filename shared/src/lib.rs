@@ -20,6 +20,7 @@
 //! - [`cable`], [`notify`], [`broadcast`]: frames for Smokey, the outbox that replays what a
 //!   reconnecting key missed, and the fan-out.
 //! - [`bridge`]: metasmoke's channel, subscribed to as a client and forwarded to Smokeys.
+//! - [`why`]: the recorded trail of a pull request, of deploy or of a commit, as sentences.
 //! - [`clock`], [`config`], [`secrets`], [`keys`], [`logging`], [`answer`]: the small parts.
 //!
 //! # One webhook
@@ -48,3 +49,4 @@ pub mod rules;
 pub mod secrets;
 pub mod setup;
 pub mod store;
+pub mod why;

@@ -279,7 +279,7 @@ delegate! {
         record_status(status: &StatusRecord) -> StatusWrite;
         latest_statuses(sha: &str) -> Vec<StatusRecord>;
         claim_verdict(record: &VerdictRecord) -> VerdictClaim;
-        mark_verdict_notified(sha: &str, now: i64) -> ();
+        mark_verdict_notified(sha: &str, now: i64, sent_to: u64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
         is_deployed(sha: &str) -> bool;
         verdict(sha: &str) -> Option<VerdictRecord>;

@@ -182,6 +182,7 @@ impl Route for PrMerge {
             prs,
             claim,
             sha: &status.sha,
+            approval: &status,
         }
         .run(pr)
         .await
@@ -233,6 +234,8 @@ struct Merging<'a> {
     prs: &'a PullRequests,
     claim: ClaimHandle<'a>,
     sha: &'a str,
+    /// The approval (its context and sender), for the record.
+    approval: &'a StatusEvent,
 }
 
 /// What the first step of a merge leads to.
@@ -349,8 +352,9 @@ impl Merging<'_> {
             }
             PullCheck::Merge => match self.merge(pr).await? {
                 MergeEnd::Merged { sha, union } => {
-                    let detail =
-                        json!({ "merge_sha": sha, "branch": pr.head.name, "union": union });
+                    let detail = json!({ "merge_sha": sha, "branch": pr.head.name,
+                        "union": union, "pinned": self.sha, "context": self.approval.context,
+                        "approved_by": self.approval.sender_login() });
                     record(HistoryOutcome::Merged, detail).await?;
                     Ok(Step::Next(ClaimState::Merged))
                 }

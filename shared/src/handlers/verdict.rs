@@ -99,6 +99,7 @@ async fn send_once(
         delivery_id: delivery_id.to_string(),
         claimed_at: fx.clock.now(),
         notified_at: None,
+        sent_to: None,
     };
     let held = match fx.store.claim_verdict(&claim).await? {
         VerdictClaim::Claimed => None,
@@ -121,7 +122,7 @@ async fn send_once(
     .await?;
     let mirrored = mirror(fx, delivery_id, &verdict, decided).await?;
     fx.store
-        .mark_verdict_notified(&verdict.sha, fx.clock.now())
+        .mark_verdict_notified(&verdict.sha, fx.clock.now(), sent as u64)
         .await?;
     Ok(format!(
         "Sent commit_status {} for {} to {sent} connection(s){mirrored}",

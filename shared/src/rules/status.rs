@@ -481,6 +481,7 @@ mod tests {
             delivery_id: delivery.into(),
             claimed_at,
             notified_at,
+            sent_to: None,
         }
     }
 

@@ -354,15 +354,21 @@ impl Commits for DynamoStore {
         }
     }
 
-    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
+    async fn mark_verdict_notified(
+        &self,
+        sha: &str,
+        now: i64,
+        sent_to: u64,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.tables.main)
             .key("pk", s(format!("commit#{sha}")))
             .key("sk", s("verdict"))
-            .update_expression("SET notified_at = :now")
+            .update_expression("SET notified_at = :now, sent_to = :sent_to")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":sent_to", n(sent_to as i64))
             .send()
             .await
             .map_err(unavailable)?;
@@ -415,6 +421,7 @@ fn verdict_record(item: &Item) -> Result<VerdictRecord, StoreError> {
         delivery_id: text(item, "delivery_id")?,
         claimed_at: number(item, "claimed_at")?,
         notified_at: number(item, "notified_at").ok(),
+        sent_to: number(item, "sent_to").ok().map(|n| n as u64),
     })
 }
 

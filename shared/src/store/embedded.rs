@@ -196,10 +196,16 @@ impl Commits for EmbeddedStore {
         })
     }
 
-    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError> {
+    async fn mark_verdict_notified(
+        &self,
+        sha: &str,
+        now: i64,
+        sent_to: u64,
+    ) -> Result<(), StoreError> {
         self.change(|state| {
             if let Some(record) = state.verdicts.get_mut(sha) {
                 record.notified_at = Some(now);
+                record.sent_to = Some(sent_to);
             }
         })
     }

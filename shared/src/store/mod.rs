@@ -177,8 +177,13 @@ pub trait Commits: Send + Sync {
     /// Records the verdict for a commit if it has none (a conditional write).
     async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
 
-    /// Notes that the verdict was sent.
-    async fn mark_verdict_notified(&self, sha: &str, now: i64) -> Result<(), StoreError>;
+    /// Notes that the verdict was sent, and to how many connections.
+    async fn mark_verdict_notified(
+        &self,
+        sha: &str,
+        now: i64,
+        sent_to: u64,
+    ) -> Result<(), StoreError>;
 
     /// Notes that the relay itself moved the deploy branch to `sha`.
     async fn mark_deployed(&self, sha: &str, delivery_id: &str, now: i64)
