@@ -44,8 +44,8 @@ cargo build --locked $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    # Most tests wait on sockets, servers and timers rather than the CPU.
-    cargo nextest run --locked --workspace --no-fail-fast --test-threads 4 "$@"
+    # .config/nextest.toml: four at a time, the slowest first.
+    cargo nextest run --locked --workspace --no-fail-fast "$@"
 else
     cargo test --locked --workspace --no-fail-fast "$@"
 fi
