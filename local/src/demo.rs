@@ -60,6 +60,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         post_latency: Duration::ZERO,
         reconcile_interval: Duration::ZERO,
         stall_after_seconds: 15 * 60,
+        status_access: Default::default(),
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -24,6 +24,7 @@ use build_relay::handlers::webhook::{Endpoint, Webhook};
 use build_relay::handlers::ws::Sockets;
 use build_relay::intake::MAX_BODY_BYTES;
 use build_relay::keys;
+use build_relay::overview::access::Access;
 use build_relay::relay::Relay;
 use build_relay::store::Store;
 use http::{HeaderMap, StatusCode};
@@ -55,6 +56,8 @@ pub struct GatewayOptions {
     pub reconcile_interval: Duration,
     /// `STALL_ALERT_MINUTES`, in seconds.
     pub stall_after_seconds: i64,
+    /// Who may read `/status` (`STATUS_TOKEN`, `STATUS_PUBLIC`).
+    pub status_access: Access,
 }
 
 /// What the routes share.
@@ -67,6 +70,16 @@ pub struct App {
     pub status: Webhook<StatusHook>,
     pub push: Webhook<PushHook>,
     pub pulls: PullRequestRoutes,
+    /// The status page's reads.
+    pub overview: Overview,
+}
+
+/// What the status page reads and who may see it.
+pub struct Overview {
+    pub store: Arc<dyn Store>,
+    pub access: Access,
+    pub bot_login: String,
+    pub clock: Arc<dyn build_relay::clock::Clock>,
 }
 
 /// A gateway that is serving.
@@ -134,6 +147,12 @@ impl Gateway {
             status: relay.status_hook(Arc::clone(&options.github)),
             push: relay.push_hook(Arc::clone(&options.github)),
             pulls: relay.pull_request_routes(Arc::clone(&options.github)),
+            overview: Overview {
+                store: Arc::clone(&store),
+                access: options.status_access,
+                bot_login: relay.config.bot_login.clone(),
+                clock: Arc::clone(&clock),
+            },
         });
         let effects = relay.effects(options.github);
 
@@ -196,6 +215,8 @@ fn router(app: &Arc<App>) -> Router {
         .route("/github/pull_request_hook", post(webhook))
         .route("/github/pr_merge", post(webhook))
         .route("/cable", get(cable_socket::upgrade))
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_page))
         .route(
             "/@connections/{id}",
             post(management::post)
@@ -397,6 +418,33 @@ async fn index() -> &'static str {
      POST /github/pr_merge             GitHub status webhooks (PullApprove approvals)\n\
      GET  /cable                       WebSocket for SmokeDetector (ActionCable)\n\
      POST|GET|DELETE /@connections/ID  API Gateway Management API\n"
+}
+
+/// `GET /status` and `GET /status.json`: the chain at a glance, behind the operator token.
+async fn status_page(State(app): State<Arc<App>>, uri: http::Uri, headers: HeaderMap) -> Response {
+    let o = &app.overview;
+    let page = build_relay::overview::answer(
+        o.store.as_ref(),
+        &o.access,
+        &o.bot_login,
+        o.clock.now(),
+        uri.path(),
+        &headers,
+        uri.query(),
+    )
+    .await;
+    let mut response = (
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", page.content_type)],
+        page.body,
+    )
+        .into_response();
+    for (name, value) in page.headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// What API Gateway answers for a route it does not have.

@@ -220,6 +220,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         post_latency: Duration::ZERO,
         reconcile_interval: config::reconcile_interval(&ProcessEnv).map_err(|e| e.to_string())?,
         stall_after_seconds: config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?,
+        status_access: config::status_access(
+            &ProcessEnv,
+            std::env::var("STATUS_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(Secret::new),
+        )
+        .map_err(|e| e.to_string())?,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -335,6 +335,25 @@ pub fn stall_alert(env: &dyn Source) -> Result<i64, ConfigError> {
     whole(env, "STALL_ALERT_MINUTES", 15, 1..=1440, "minutes").map(|minutes| minutes as i64 * 60)
 }
 
+/// Who may read the status page: `STATUS_PUBLIC` (`true` or `false`, default false) and the
+/// operator token `token` (`STATUS_TOKEN`, or the secret `STATUS_TOKEN_ARN` names).
+pub fn status_access(
+    env: &dyn Source,
+    token: Option<Secret>,
+) -> Result<crate::overview::access::Access, ConfigError> {
+    let public = match env.get("STATUS_PUBLIC").as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "STATUS_PUBLIC",
+                reason: format!("expected true or false, got {other:?}"),
+            });
+        }
+    };
+    Ok(crate::overview::access::Access { token, public })
+}
+
 /// The keys build-relay sends itself, which the bridge does not pass on from metasmoke.
 pub const BRIDGE_SKIP_DEFAULT: [&str; 2] = ["commit_status", "deploy_updated"];
 

@@ -44,6 +44,7 @@ pub mod intake;
 pub mod keys;
 pub mod logging;
 pub mod notify;
+pub mod overview;
 pub mod relay;
 pub mod rules;
 pub mod secrets;

@@ -558,6 +558,7 @@ pub fn gateway_options(
         post_latency: std::time::Duration::ZERO,
         reconcile_interval: std::time::Duration::ZERO,
         stall_after_seconds: 15 * 60,
+        status_access: Default::default(),
     }
 }
 

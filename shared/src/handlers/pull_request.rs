@@ -42,13 +42,34 @@ impl PullRequests {
         outcome: HistoryOutcome,
         detail: Value,
     ) -> Result<(), Failure> {
+        let now = self.clock.now();
+        let number = stream
+            .strip_prefix("pull/")
+            .and_then(|n| n.parse::<u64>().ok());
+        let mut indexed = detail.clone();
         super::record_history(
             self.store.as_ref(),
-            self.clock.now(),
+            now,
             stream,
             delivery_id,
-            outcome,
+            outcome.clone(),
             detail,
+        )
+        .await?;
+        // Also in the index the status page reads (every PR's events, newest first).
+        let Some(number) = number else {
+            return Ok(());
+        };
+        if let Value::Object(fields) = &mut indexed {
+            fields.insert("number".into(), number.into());
+        }
+        super::record_history(
+            self.store.as_ref(),
+            now,
+            crate::overview::PULLS_INDEX,
+            delivery_id,
+            outcome,
+            indexed,
         )
         .await
     }

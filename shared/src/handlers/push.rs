@@ -191,7 +191,11 @@ impl PushHook {
                 self.record(
                     delivery_id,
                     HistoryOutcome::Moved,
-                    json!({ "from_push": work.push.before, "to": sha }),
+                    json!({ "from_push": work.push.before, "to": sha, "message": work
+                        .push
+                        .head_commit
+                        .as_ref()
+                        .and_then(|c| c.message.lines().next()) }),
                 )
                 .await?;
                 let sent = self.announce(work).await?;

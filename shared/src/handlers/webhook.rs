@@ -10,8 +10,10 @@ use http::HeaderMap;
 use crate::answer::Answer;
 use crate::clock::Clock;
 use crate::config::WebhookSecrets;
+use crate::domain::{HistoryEntry, HistoryOutcome};
 use crate::intake;
-use crate::store::{DeliveryEnd, DeliveryStart, Ledger, StoreError};
+use crate::overview::DELIVERIES_INDEX;
+use crate::store::{DeliveryEnd, DeliveryStart, Ledger, Store, StoreError};
 
 /// What a route makes of a verified delivery before anything is written.
 pub enum Plan<W> {
@@ -77,23 +79,24 @@ pub struct Webhook<R> {
     /// Shared with the task that carries out each delivery's work.
     pub route: Arc<R>,
     secrets: WebhookSecrets,
-    ledger: Arc<dyn Ledger>,
+    /// The ledger, and the deliveries index the status page reads.
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     budget: Duration,
 }
 
 impl<R: Route> Webhook<R> {
-    /// Serves `route` with `secrets`, admitting deliveries through `ledger`.
+    /// Serves `route` with `secrets`, admitting deliveries through the ledger in `store`.
     pub fn new(
         route: R,
         secrets: WebhookSecrets,
-        ledger: Arc<dyn Ledger>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             route: Arc::new(route),
             secrets,
-            ledger,
+            store,
             clock,
             budget: ANSWER_BUDGET,
         }
@@ -126,7 +129,37 @@ impl<R: Route> Webhook<R> {
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "delivery"
         );
+        self.index(&trace, &answer, started.elapsed());
         answer
+    }
+
+    /// Adds the delivery to the index the status page reads, off the answer's path (on
+    /// Lambda the write may finish at the next invocation). Refused requests are not
+    /// recorded, like everywhere else.
+    fn index(&self, trace: &Trace, answer: &Answer, took: Duration) {
+        let (Some(delivery), Some(event)) = (&trace.delivery, &trace.event) else {
+            return;
+        };
+        if trace.outcome == Outcome::Refused {
+            return;
+        }
+        let entry = HistoryEntry {
+            at: self.clock.now(),
+            delivery_id: delivery.clone(),
+            outcome: HistoryOutcome::Event(trace.outcome.as_str().to_string()),
+            detail: serde_json::json!({
+                "route": R::NAME,
+                "event": event,
+                "status": answer.status.as_u16(),
+                "duration_ms": took.as_secs_f64() * 1000.0,
+            }),
+        };
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            if let Err(error) = store.append_history(DELIVERIES_INDEX, &entry).await {
+                tracing::warn!(%error, "delivery not added to the status page's index");
+            }
+        });
     }
 
     async fn answer(&self, headers: &HeaderMap, body: Vec<u8>, trace: &mut Trace) -> Answer {
@@ -170,7 +203,7 @@ impl<R: Route> Webhook<R> {
         // budget never cuts a step (a merge, a message) from its record.
         let work = tokio::spawn(carry_out(
             Arc::clone(&self.route),
-            Arc::clone(&self.ledger),
+            Arc::clone(&self.store) as Arc<dyn Ledger>,
             Arc::clone(&self.clock),
             delivery.id.clone(),
             work,
@@ -187,7 +220,7 @@ impl<R: Route> Webhook<R> {
     /// when it may not.
     async fn admit(&self, id: &str, trace: &mut Trace) -> Option<Answer> {
         match self
-            .ledger
+            .store
             .begin_delivery(id, R::NAME, self.clock.now())
             .await
         {
