@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # build-relay's whole test suite, from a fresh machine:
 #   1. installs the pinned tools of scripts/requirements-test.txt (moto, cfn-lint, SAM CLI)
-#      into ./.venv, once, and Debian's ruby-actioncable and puma when missing (the bridge
-#      tests run metasmoke's websocket as Rails serves it),
+#      into ./.venv, once, and Debian's ruby-actioncable, puma and chromium when missing
+#      (the bridge tests run metasmoke's websocket as Rails serves it; the status page is
+#      rendered in a headless browser),
 #   2. starts moto_server on a free 127.0.0.1 port,
 #   3. runs cargo fmt --check, cargo clippy -D warnings, cfn-lint and sam validate --lint on
 #      template.yaml, builds the function binaries (the runtime-API tests run them; the dev
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 source scripts/venv.sh
 source scripts/moto.sh
-source scripts/rails.sh
+source scripts/debian.sh
 FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile)
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -27,6 +28,7 @@ command -v python3 >/dev/null || die "python3 is not installed (needed for moto)
 
 ensure_venv scripts/requirements-test.txt
 ensure_rails
+ensure_chromium
 start_moto
 
 step "cargo fmt --check"

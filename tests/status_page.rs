@@ -238,3 +238,93 @@ async fn the_public_page_needs_no_token_and_hides_key_names() {
     assert_eq!(operator["smokeys"][0]["key_name"], "smokey-status");
     gateway.stop().await;
 }
+
+/// Debian's chromium, headless, with the flags this machine's closed network needs, and a
+/// profile of its own; fails, never skips, when it is not installed.
+fn chromium(profile: &std::path::Path) -> tokio::process::Command {
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|b| std::path::Path::new(b).is_file())
+        .expect("chromium is not installed: scripts/test.sh installs Debian's chromium");
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// The page in a real browser: signed in once with `?token=`, the cookie carries the token
+/// through the redirect, and the rendered page shows the chain. Its screenshot is kept as
+/// `target/status-page.png` (docs/status-page.png is one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_browser_signs_in_and_shows_the_chain() {
+    let (gateway, _github) = gateway(
+        Arc::new(build_relay::store::embedded::EmbeddedStore::in_memory()),
+        false,
+    )
+    .await;
+    let _smokey = replay_chain(&gateway).await;
+    overview(&gateway).await;
+    let profile = std::env::temp_dir().join(format!("relay-chromium-{}", std::process::id()));
+    let url = format!("{}/status?token={TOKEN}", gateway.url());
+
+    let dom = tokio::time::timeout(
+        Duration::from_secs(60),
+        chromium(&profile).arg("--dump-dom").arg(&url).output(),
+    )
+    .await
+    .expect("chromium answers within 60 s")
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for expected in [
+        "<title>build-relay status</title>",
+        "Deploy is at the source branch's head.",
+        "9049f12",
+        "success at",
+        "to 1 connection(s)",
+        "#1234",
+        "smokey-status",
+        "d-ci",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "{expected} not in the rendered page:\n{dom}"
+        );
+    }
+
+    let target = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let shot = target.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let taken = tokio::time::timeout(
+        Duration::from_secs(60),
+        chromium(&profile)
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg("--window-size=900,1500")
+            .arg(&url)
+            .output(),
+    )
+    .await
+    .expect("chromium answers within 60 s")
+    .expect("chromium runs");
+    assert!(taken.status.success());
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    std::fs::remove_dir_all(&profile).ok();
+    gateway.stop().await;
+}

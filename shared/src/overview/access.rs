@@ -42,7 +42,7 @@ impl Access {
         let matches = |given: &str| keys::hash(given) == keys::hash(token.expose());
         if let Some(given) = query_token {
             return match matches(given) {
-                true => Verdict::SetCookie(cookie(given)),
+                true => Verdict::SetCookie(cookie(given, over_https(headers))),
                 false => self.fallback(),
             };
         }
@@ -71,10 +71,20 @@ impl Access {
     }
 }
 
-/// The `Set-Cookie` value for `token`: only for this site's HTTPS pages and scripts can't
-/// read it; a week long.
-fn cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=604800")
+/// Whether the request came over HTTPS, as the proxy in front says (API Gateway always
+/// does); relay-local serves plain HTTP, where a `Secure` cookie would not be kept.
+fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+/// The `Set-Cookie` value for `token`: scripts can't read it, other sites don't send it,
+/// HTTPS only where the page is served over HTTPS; a week long.
+fn cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { " Secure;" } else { "" };
+    format!("{COOKIE}={token}; Path=/; HttpOnly;{secure} SameSite=Strict; Max-Age=604800")
 }
 
 #[cfg(test)]
@@ -120,6 +130,13 @@ mod tests {
         };
         assert!(cookie.starts_with("relay_status=s3cret-token;"), "{cookie}");
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+        let Verdict::SetCookie(cookie) =
+            a.check(&with("x-forwarded-proto", "https"), Some("s3cret-token"))
+        else {
+            panic!("a cookie is set");
+        };
+        assert!(cookie.contains("; Secure;"), "{cookie}");
         assert_eq!(a.check(&HeaderMap::new(), Some("nope")), Verdict::Denied);
     }
 
