@@ -2,15 +2,15 @@
 # build-relay's benchmarks (docs/PERFORMANCE.md): intake hot path, cold start and peak RSS,
 # binary and zip sizes, fan-out, gateway throughput. Each is reported against a baseline
 # measured in the same run. Starts moto like the test command and stops it afterwards.
-# Usage: scripts/bench.sh [intake|cold_start|size|fanout|throughput ...] (default: all)
+# Usage: scripts/bench.sh [intake|cold_start|size|fanout|throughput|status_page ...] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/moto.sh
 
-FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile)
+FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile status-page)
 selected=("$@")
-[ ${#selected[@]} -gt 0 ] || selected=(intake cold_start size fanout throughput)
+[ ${#selected[@]} -gt 0 ] || selected=(intake cold_start size fanout throughput status_page)
 wants() { [[ " ${selected[*]} " == *" $1 "* ]]; }
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -45,12 +45,12 @@ if wants intake; then
 fi
 
 needs_moto=false
-for b in cold_start fanout throughput; do wants "$b" && needs_moto=true; done
+for b in cold_start fanout throughput status_page; do wants "$b" && needs_moto=true; done
 if $needs_moto; then
     ensure_venv scripts/requirements-test.txt
     start_moto
 fi
-for bench in cold_start fanout throughput; do
+for bench in cold_start fanout throughput status_page; do
     if wants "$bench"; then
         step "$bench"
         cargo bench --locked -p integration-tests --bench "$bench"

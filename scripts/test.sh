@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/moto.sh
 source scripts/debian.sh
-FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile)
+FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile status-page)
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
@@ -54,4 +54,4 @@ fi
 
 step "benchmarks build (dev profile; scripts/bench.sh runs them optimised)"
 cargo build --locked -p build-relay -p integration-tests \
-    --bench intake --bench cold_start --bench fanout --bench throughput
+    --bench intake --bench cold_start --bench fanout --bench throughput --bench status_page

@@ -117,6 +117,9 @@ const COVERED: &[&str] = &[
     "ws-message/junk.json",
     "ws-keepalive/schedule.json",
     "reconcile/schedule.json",
+    "status-page/status-json.json",
+    "status-page/status-no-token.json",
+    "status-page/sign-in.json",
 ];
 
 fn status_code(answer: &Value) -> i64 {
@@ -148,6 +151,49 @@ fn every_event_file_is_covered() {
         found, covered,
         "every file in events/ must be sent to its function by a test here"
     );
+}
+
+/// The status page through the Lambda path: the operator token opens the JSON, no token is
+/// a 401, and `?token=` signs in with a Secure cookie (API Gateway's requests say https).
+#[tokio::test]
+async fn status_page_answers_by_the_token() {
+    let world = World::new().await;
+    world.subscribed_connection().await;
+    let token = [(
+        "STATUS_TOKEN",
+        "events-status-token-not-for-production".to_string(),
+    )];
+    let json = world
+        .invoke("status-page", "status-page/status-json.json", &token)
+        .await;
+    assert_eq!(status_code(&json), 200, "{json}");
+    assert_eq!(json["headers"]["content-type"], "application/json");
+    let overview: Value = serde_json::from_str(json["body"].as_str().unwrap()).unwrap();
+    assert_eq!(overview["public"], false);
+    assert_eq!(
+        overview["smokeys"].as_array().unwrap().len(),
+        1,
+        "{overview}"
+    );
+
+    let denied = world
+        .invoke("status-page", "status-page/status-no-token.json", &token)
+        .await;
+    assert_eq!(status_code(&denied), 401, "{denied}");
+
+    let signed_in = world
+        .invoke("status-page", "status-page/sign-in.json", &token)
+        .await;
+    assert_eq!(status_code(&signed_in), 303, "{signed_in}");
+    let cookie = signed_in["headers"]["set-cookie"]
+        .as_str()
+        .unwrap_or_default();
+    let cookie = match cookie.is_empty() {
+        true => signed_in["cookies"][0].as_str().unwrap_or_default(),
+        false => cookie,
+    };
+    assert!(cookie.contains("; Secure;"), "{signed_in}");
+    assert_eq!(signed_in["headers"]["location"], "/status");
 }
 
 #[tokio::test]

@@ -111,6 +111,8 @@ fn every_route_of_the_design_exists() {
         ("POST", "/github/update_deploy_to_master", "github-push"),
         ("POST", "/github/pull_request_hook", "github-pull-request"),
         ("POST", "/github/pr_merge", "github-pull-request"),
+        ("GET", "/status", "status-page"),
+        ("GET", "/status.json", "status-page"),
     ]
     .iter()
     .map(|(m, p, b)| (m.to_string(), p.to_string(), b.to_string()))
@@ -248,6 +250,7 @@ fn each_function_gets_the_settings_its_configuration_requires() {
             ]
             .concat(),
         ),
+        ("status-page", vec!["STATUS_TOKEN_ARN", "STATUS_PUBLIC"]),
         (
             "ws-keepalive",
             [

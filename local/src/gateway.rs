@@ -24,6 +24,7 @@ use build_relay::handlers::webhook::{Endpoint, Webhook};
 use build_relay::handlers::ws::Sockets;
 use build_relay::intake::MAX_BODY_BYTES;
 use build_relay::keys;
+use build_relay::overview::StatusPage;
 use build_relay::overview::access::Access;
 use build_relay::relay::Relay;
 use build_relay::store::Store;
@@ -70,16 +71,8 @@ pub struct App {
     pub status: Webhook<StatusHook>,
     pub push: Webhook<PushHook>,
     pub pulls: PullRequestRoutes,
-    /// The status page's reads.
-    pub overview: Overview,
-}
-
-/// What the status page reads and who may see it.
-pub struct Overview {
-    pub store: Arc<dyn Store>,
-    pub access: Access,
-    pub bot_login: String,
-    pub clock: Arc<dyn build_relay::clock::Clock>,
+    /// `/status` and `/status.json`.
+    pub status_page: StatusPage,
 }
 
 /// A gateway that is serving.
@@ -147,7 +140,7 @@ impl Gateway {
             status: relay.status_hook(Arc::clone(&options.github)),
             push: relay.push_hook(Arc::clone(&options.github)),
             pulls: relay.pull_request_routes(Arc::clone(&options.github)),
-            overview: Overview {
+            status_page: StatusPage {
                 store: Arc::clone(&store),
                 access: options.status_access,
                 bot_login: relay.config.bot_login.clone(),
@@ -417,22 +410,16 @@ async fn index() -> &'static str {
      POST /github/pull_request_hook    GitHub pull_request webhooks\n\
      POST /github/pr_merge             GitHub status webhooks (PullApprove approvals)\n\
      GET  /cable                       WebSocket for SmokeDetector (ActionCable)\n\
+     GET  /status, /status.json        the chain at a glance (STATUS_TOKEN as a bearer, or ?token= once)\n\
      POST|GET|DELETE /@connections/ID  API Gateway Management API\n"
 }
 
 /// `GET /status` and `GET /status.json`: the chain at a glance, behind the operator token.
 async fn status_page(State(app): State<Arc<App>>, uri: http::Uri, headers: HeaderMap) -> Response {
-    let o = &app.overview;
-    let page = build_relay::overview::answer(
-        o.store.as_ref(),
-        &o.access,
-        &o.bot_login,
-        o.clock.now(),
-        uri.path(),
-        &headers,
-        uri.query(),
-    )
-    .await;
+    let page = app
+        .status_page
+        .answer(uri.path(), &headers, uri.query())
+        .await;
     let mut response = (
         StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", page.content_type)],

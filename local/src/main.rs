@@ -53,6 +53,10 @@ enum Command {
     ///
     /// A reconcile pass runs at start and every RECONCILE_SECONDS (default 300; 0 turns it
     /// off), with stall alerts after STALL_ALERT_MINUTES (default 15).
+    ///
+    /// GET /status and /status.json show the chain at a glance to whoever has STATUS_TOKEN
+    /// (a bearer header, or /status?token=... once); STATUS_PUBLIC=true opens a view without
+    /// key names to anyone.
     Serve(ServeArgs),
     /// Run one reconcile pass and print its report as JSON: heal what lost webhooks left
     /// behind (deploy behind master, a deploy head without a verdict, an approved bot PR

@@ -71,6 +71,11 @@ impl<'a> SecretReader<'a> {
             })
     }
 
+    /// The status page's operator token, `STATUS_TOKEN` (or `STATUS_TOKEN_ARN`), if any.
+    pub async fn status_token(&self) -> Result<Option<Secret>, ConfigError> {
+        self.optional("STATUS_TOKEN", "STATUS_TOKEN_ARN").await
+    }
+
     /// The metasmoke bridge's key, `METASMOKE_KEY` (or `METASMOKE_KEY_ARN`), if any.
     pub async fn metasmoke_key(&self) -> Result<Option<Secret>, ConfigError> {
         self.optional("METASMOKE_KEY", "METASMOKE_KEY_ARN").await

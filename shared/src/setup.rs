@@ -124,6 +124,18 @@ pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
     Ok(relay.push_hook(github))
 }
 
+/// `status-page`'s parts: the store (read only), the token, `STATUS_PUBLIC`, `BOT_LOGIN`.
+pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
+    let sdk = sdk_config().await;
+    let token = SecretReader::new(&ProcessEnv, &sdk).status_token().await?;
+    Ok(crate::overview::StatusPage {
+        store: store(&sdk)?,
+        access: config::status_access(&ProcessEnv, token)?,
+        bot_login: RelayConfig::from_source(&ProcessEnv)?.bot_login,
+        clock: clock::system(),
+    })
+}
+
 /// `reconcile`'s pass: the webhook routes' parts (no webhook secret: it takes no webhooks).
 pub async fn reconcile() -> Result<Reconcile, ConfigError> {
     let sdk = sdk_config().await;

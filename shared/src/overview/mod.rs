@@ -386,6 +386,75 @@ pub struct PageAnswer {
     pub body: String,
 }
 
+/// The page's parts: where it reads, who may see it, whose pull requests are bot PRs.
+pub struct StatusPage {
+    /// The relay's records.
+    pub store: std::sync::Arc<dyn Store>,
+    /// `STATUS_TOKEN`, `STATUS_PUBLIC`.
+    pub access: access::Access,
+    /// `BOT_LOGIN`.
+    pub bot_login: String,
+    /// Ages and "read at" are timed by it.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl StatusPage {
+    /// Answers `GET path` (`/status` or `/status.json`) with `headers` and `query`.
+    pub async fn answer(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> PageAnswer {
+        answer(
+            self.store.as_ref(),
+            &self.access,
+            &self.bot_login,
+            self.clock.now(),
+            path,
+            headers,
+            query,
+        )
+        .await
+    }
+
+    /// Serves the page as a Lambda function behind API Gateway's HTTP API.
+    pub async fn run_on_lambda(self) -> Result<(), lambda_http::Error> {
+        let page = std::sync::Arc::new(self);
+        lambda_http::run(lambda_http::service_fn(
+            move |request: lambda_http::Request| {
+                let page = std::sync::Arc::clone(&page);
+                async move {
+                    let answer = page
+                        .answer(
+                            request.uri().path(),
+                            request.headers(),
+                            request.uri().query(),
+                        )
+                        .await;
+                    Ok::<_, std::convert::Infallible>(answer.into_lambda())
+                }
+            },
+        ))
+        .await
+    }
+}
+
+impl PageAnswer {
+    /// As a Lambda HTTP response.
+    pub fn into_lambda(self) -> lambda_http::Response<lambda_http::Body> {
+        let mut response = lambda_http::Response::builder()
+            .status(self.status)
+            .header("content-type", self.content_type);
+        for (name, value) in self.headers {
+            response = response.header(name, value);
+        }
+        response
+            .body(lambda_http::Body::from(self.body))
+            .expect("status and headers are valid")
+    }
+}
+
 /// Answers a request for the page at `path` (`/status` or `/status.json`) with `headers`
 /// and `query`, reading `store` at `now`.
 pub async fn answer(

@@ -1,0 +1,190 @@
+//! The status page against DynamoDB (moto) holding a year of history at SmokeDetector's
+//! volume: 200 deliveries, 30 pull request events and 10 deploy moves (each commit with
+//! three CI results and a verdict) a day, and three connected Smokeys. Measured: the page's
+//! reads and its JSON (`overview::answer`), median and p95 of 50; baseline in the same run:
+//! one `GetItem` round trip to the same server. Budget: the median under 300 ms. Exits 1
+//! past it. Seeding writes about 110,000 items and takes a few minutes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use build_relay::config::Secret;
+use build_relay::domain::{CiSource, HistoryEntry, HistoryOutcome, StatusRecord};
+use build_relay::handlers::push::DEPLOY_HISTORY;
+use build_relay::overview::access::Access;
+use build_relay::overview::{DELIVERIES_INDEX, PULLS_INDEX, StatusPage};
+use build_relay::store::{Connection, Store, Verdict, VerdictRecord};
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+
+const DAYS: i64 = 365;
+const DELIVERIES_A_DAY: i64 = 200;
+const PULL_EVENTS_A_DAY: i64 = 30;
+const DEPLOYS_A_DAY: i64 = 10;
+const READS: usize = 50;
+const BUDGET: Duration = Duration::from_millis(300);
+const TOKEN: &str = "bench-operator-token";
+
+#[tokio::main]
+async fn main() {
+    let store: Arc<dyn Store> = Arc::new(integration_tests::moto_store().await);
+    let now = build_relay::clock::now();
+    let start = now - DAYS * 86_400;
+    let seeding = Instant::now();
+    seed(store.as_ref(), start, now).await;
+    eprintln!("seeded a year of history in {:.0?}", seeding.elapsed());
+
+    let page = StatusPage {
+        store: Arc::clone(&store),
+        access: Access {
+            token: Some(Secret::new(TOKEN)),
+            public: false,
+        },
+        bot_login: "SmokeDetector".into(),
+        clock: build_relay::clock::system(),
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut page_times = Vec::new();
+    let mut baseline_times = Vec::new();
+    for _ in 0..READS {
+        let began = Instant::now();
+        store
+            .verdict("0000000000000000000000000000000000000000")
+            .await
+            .unwrap();
+        baseline_times.push(began.elapsed());
+        let began = Instant::now();
+        let answer = page.answer("/status.json", &headers, None).await;
+        page_times.push(began.elapsed());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let (page_median, page_p95) = (
+        percentile(&mut page_times, 50),
+        percentile(&mut page_times, 95),
+    );
+    let baseline = percentile(&mut baseline_times, 50);
+    println!("| what | median | p95 | x one GetItem |");
+    println!("|---|---|---|---|");
+    println!("| one GetItem (baseline) | {baseline:.1?} | | 1.00 |");
+    println!(
+        "| /status.json, a year of history | {page_median:.1?} | {page_p95:.1?} | {:.1} |",
+        page_median.as_secs_f64() / baseline.as_secs_f64()
+    );
+    if page_median > BUDGET {
+        eprintln!("over budget: median {page_median:?} > {BUDGET:?}");
+        std::process::exit(1);
+    }
+}
+
+fn percentile(times: &mut [Duration], p: usize) -> Duration {
+    times.sort();
+    times[(times.len() * p / 100).min(times.len() - 1)]
+}
+
+async fn seed(store: &dyn Store, start: i64, now: i64) {
+    let entry = |at: i64, id: String, outcome: HistoryOutcome, detail| HistoryEntry {
+        at,
+        delivery_id: id,
+        outcome,
+        detail,
+    };
+    let mut writes: Vec<(String, HistoryEntry)> = Vec::new();
+    for day in 0..DAYS {
+        let base = start + day * 86_400;
+        for n in 0..DELIVERIES_A_DAY {
+            let at = base + n * 86_400 / DELIVERIES_A_DAY;
+            let detail = json!({ "route": "status_hook", "event": "status", "status": 200, "duration_ms": 12.5 });
+            writes.push((
+                DELIVERIES_INDEX.into(),
+                entry(
+                    at,
+                    format!("d-{day}-{n}"),
+                    HistoryOutcome::Event("handled".into()),
+                    detail,
+                ),
+            ));
+        }
+        for n in 0..PULL_EVENTS_A_DAY {
+            let at = base + n * 86_400 / PULL_EVENTS_A_DAY;
+            let number = day * PULL_EVENTS_A_DAY + n;
+            let detail = json!({ "number": number, "author": "SmokeDetector", "action": "opened" });
+            writes.push((
+                PULLS_INDEX.into(),
+                entry(
+                    at,
+                    format!("p-{number}"),
+                    HistoryOutcome::Event("opened".into()),
+                    detail,
+                ),
+            ));
+        }
+    }
+    let mut commits = Vec::new();
+    for n in 0..DAYS * DEPLOYS_A_DAY {
+        let at = start + n * 86_400 / DEPLOYS_A_DAY;
+        let sha = format!("{n:040x}");
+        writes.push((
+            DEPLOY_HISTORY.into(),
+            entry(
+                at,
+                format!("push-{n}"),
+                HistoryOutcome::Moved,
+                json!({ "to": sha, "message": "Merge pull request --autopull" }),
+            ),
+        ));
+        commits.push((at, sha));
+    }
+    stream::iter(writes)
+        .for_each_concurrent(32, |(stream, entry)| async move {
+            store.append_history(&stream, &entry).await.unwrap();
+        })
+        .await;
+    stream::iter(commits)
+        .for_each_concurrent(32, |(at, sha)| async move {
+            for context in [
+                "ci/circleci: build",
+                "workflow:build",
+                "code-review/pullapprove",
+            ] {
+                store
+                    .record_status(&StatusRecord {
+                        sha: sha.clone(),
+                        context: context.into(),
+                        state: "success".into(),
+                        target_url: None,
+                        description: None,
+                        sender: None,
+                        updated_at: at,
+                        status_id: at as u64,
+                        delivery_id: format!("s-{sha}"),
+                        source: CiSource::Status,
+                    })
+                    .await
+                    .unwrap();
+            }
+            let record = VerdictRecord {
+                verdict: Verdict {
+                    sha: sha.clone(),
+                    state: "success".into(),
+                    ci_url: None,
+                    commit_message: "Merge pull request --autopull".into(),
+                },
+                delivery_id: format!("s-{sha}"),
+                claimed_at: at,
+                notified_at: None,
+                sent_to: None,
+            };
+            store.claim_verdict(&record).await.unwrap();
+            store.mark_verdict_notified(&sha, at, 3).await.unwrap();
+        })
+        .await;
+    for n in 0..3 {
+        let mut connection = Connection::new(format!("conn-{n}"), None, now);
+        connection.client = Some(format!("smokey-{n}"));
+        connection
+            .subscriptions
+            .insert(json!({ "channel": "SmokeDetectorChannel", "key": n }).to_string());
+        store.put_connection(&connection).await.unwrap();
+    }
+}
