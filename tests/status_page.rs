@@ -137,6 +137,7 @@ async fn the_json_tells_the_whole_chain(backend: Backend) {
         smokeys[0]["last_frame"], smokeys[0]["outbox_head"],
         "took every frame"
     );
+    assert!(smokeys[0]["last_post"].as_i64().is_some(), "{o}");
 
     let deliveries: Vec<(String, String)> = o["deliveries"]
         .as_array()

@@ -578,8 +578,19 @@ async fn the_outbox_keeps_order_and_cursors_only_go_forward(backend: Backend) {
     store.advance_cursor("smokey-1", 2, NOW).await.unwrap();
     store.advance_cursor("smokey-1", 1, NOW).await.unwrap();
     assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(2));
-    store.advance_cursor("smokey-1", 3, NOW).await.unwrap();
+    store.advance_cursor("smokey-1", 3, NOW + 7).await.unwrap();
     assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(3));
+    assert_eq!(
+        store.cursor_moved_at("smokey-1").await.unwrap(),
+        Some(NOW + 7)
+    );
+    // A cursor that does not move keeps its time.
+    store.advance_cursor("smokey-1", 2, NOW + 9).await.unwrap();
+    assert_eq!(
+        store.cursor_moved_at("smokey-1").await.unwrap(),
+        Some(NOW + 7)
+    );
+    assert_eq!(store.cursor_moved_at("smokey-2").await.unwrap(), None);
     assert_eq!(store.cursor("smokey-2").await.unwrap(), None);
     // A key added again starts over where it is added, back or forward.
     store.start_cursor("smokey-1", 1, NOW).await.unwrap();

@@ -120,6 +120,8 @@ pub struct SmokeyRow {
     pub connected_since: i64,
     /// The place in the outbox of the last frame its key took.
     pub last_frame: Option<u64>,
+    /// When its key last took a frame (its last successful post), or was added.
+    pub last_post: Option<i64>,
     /// The newest place in the outbox: a key behind it missed frames it gets on
     /// resubscription.
     pub outbox_head: u64,
@@ -186,22 +188,24 @@ pub async fn read(
         .iter()
         .filter_map(|c| c.client.as_deref())
         .collect();
-    let cursors = futures_util::future::try_join_all(
-        clients
-            .iter()
-            .map(|client| async move { store.cursor(client).await.map(|seq| (*client, seq)) }),
-    )
+    let cursors = futures_util::future::try_join_all(clients.iter().map(|client| async move {
+        let (seq, moved) = tokio::try_join!(store.cursor(client), store.cursor_moved_at(client))?;
+        Ok::<_, StoreError>((*client, seq, moved))
+    }))
     .await?;
+    let cursor = |c: &crate::store::Connection| {
+        cursors
+            .iter()
+            .find(|(client, _, _)| Some(*client) == c.client.as_deref())
+    };
     let smokeys = connections
         .iter()
         .filter(|c| !c.subscriptions.is_empty())
         .map(|c| SmokeyRow {
             key_name: c.client.clone().filter(|_| !public),
             connected_since: c.connected_at,
-            last_frame: cursors
-                .iter()
-                .find(|(client, _)| Some(*client) == c.client.as_deref())
-                .and_then(|(_, seq)| *seq),
+            last_frame: cursor(c).and_then(|(_, seq, _)| *seq),
+            last_post: cursor(c).and_then(|(_, _, moved)| *moved),
             outbox_head: head,
         })
         .collect();

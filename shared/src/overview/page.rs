@@ -100,7 +100,7 @@ pub fn render(o: &Overview) -> String {
         html.push_str("</table>");
     }
 
-    html.push_str("<h2>Connected Smokeys</h2><table><tr><th>key</th><th>connected since</th><th>frames taken</th></tr>");
+    html.push_str("<h2>Connected Smokeys</h2><table><tr><th>key</th><th>connected since</th><th>last frame taken</th><th>frames taken</th></tr>");
     for s in &o.smokeys {
         let taken = match s.last_frame {
             Some(seq) if seq >= s.outbox_head => "all".to_string(),
@@ -109,13 +109,14 @@ pub fn render(o: &Overview) -> String {
         };
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(s.key_name.as_deref().unwrap_or("(hidden)")),
             stamp(s.connected_since),
+            s.last_post.map(stamp).unwrap_or_else(|| "never".into()),
             taken
         );
     }
-    empty(&mut html, o.smokeys.is_empty(), 3);
+    empty(&mut html, o.smokeys.is_empty(), 4);
     html.push_str("</table>");
 
     html.push_str("<h2>Stalls and the metasmoke bridge</h2><table><tr><th>what</th><th>since</th><th>state</th></tr>");

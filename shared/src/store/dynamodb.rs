@@ -801,6 +801,13 @@ impl Outbox for DynamoStore {
         }
     }
 
+    async fn cursor_moved_at(&self, client: &str) -> Result<Option<i64>, StoreError> {
+        let item = self
+            .get(CURSORS_PK.to_string(), &format!("client#{client}"))
+            .await?;
+        Ok(item.and_then(|item| number(&item, "moved_at").ok()))
+    }
+
     async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError> {
         let Some(item) = self
             .get(CURSORS_PK.to_string(), &format!("client#{client}"))
@@ -818,8 +825,9 @@ impl Outbox for DynamoStore {
             .table_name(&self.tables.main)
             .key("pk", s(CURSORS_PK))
             .key("sk", s(format!("client#{client}")))
-            .update_expression("SET #seq = :seq, #ttl = :ttl")
+            .update_expression("SET #seq = :seq, #ttl = :ttl, moved_at = :now")
             .condition_expression("attribute_not_exists(#seq) OR #seq < :seq")
+            .expression_attribute_values(":now", n(now))
             .expression_attribute_names("#seq", "seq")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":seq", n(seq as i64))
@@ -837,6 +845,7 @@ impl Outbox for DynamoStore {
             .item("pk", s(CURSORS_PK))
             .item("sk", s(format!("client#{client}")))
             .item("seq", n(seq as i64))
+            .item("moved_at", n(now))
             .item(TTL_ATTRIBUTE, n(now + ttl::CURSOR))
             .send()
             .await

@@ -27,6 +27,9 @@ struct State {
     outbox_head: u64,
     #[serde(default)]
     cursors: BTreeMap<String, u64>,
+    /// client -> when its cursor last moved forward or started
+    #[serde(default)]
+    cursor_moves: BTreeMap<String, i64>,
     /// fingerprint -> when it was last noted
     #[serde(default)]
     sightings: HashMap<String, i64>,
@@ -426,17 +429,25 @@ impl Outbox for EmbeddedStore {
         self.read(|state| state.cursors.get(client).copied())
     }
 
-    async fn advance_cursor(&self, client: &str, seq: u64, _now: i64) -> Result<(), StoreError> {
+    async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {
         self.change(|state| {
-            let cursor = state.cursors.entry(client.to_string()).or_insert(seq);
-            *cursor = (*cursor).max(seq);
+            let cursor = state.cursors.entry(client.to_string()).or_insert(0);
+            if *cursor < seq {
+                *cursor = seq;
+                state.cursor_moves.insert(client.to_string(), now);
+            }
         })
     }
 
-    async fn start_cursor(&self, client: &str, seq: u64, _now: i64) -> Result<(), StoreError> {
+    async fn start_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {
         self.change(|state| {
             state.cursors.insert(client.to_string(), seq);
+            state.cursor_moves.insert(client.to_string(), now);
         })
+    }
+
+    async fn cursor_moved_at(&self, client: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|state| state.cursor_moves.get(client).copied())
     }
 
     async fn append_outbox_once(
