@@ -91,6 +91,7 @@ async fn sweep(backend: Backend, effect: &Effect) -> Vec<usize> {
     let before = clean.store.calls();
     let answer = (effect.deliver)(&clean).await;
     assert_eq!(answer.status, StatusCode::OK, "clean run: {answer:?}");
+    settle().await;
     let calls = clean.store.calls() - before;
     assert_eq!(clean.count(effect.message), 1, "clean run");
     (effect.finished)(&clean).await;
@@ -101,6 +102,7 @@ async fn sweep(backend: Backend, effect: &Effect) -> Vec<usize> {
         (effect.setup)(&w).await;
         w.store.crash_after(point);
         let crashed = (effect.deliver)(&w).await;
+        settle().await;
         assert!(
             w.store.crashed(),
             "crash point {point} of {calls} was reached: {crashed:?}"
@@ -144,6 +146,11 @@ async fn sweep(backend: Backend, effect: &Effect) -> Vec<usize> {
         effect.message
     );
     twice
+}
+
+/// Lets the writes a delivery makes after its answer (the status page's index) land.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
 fn merge() -> Effect {

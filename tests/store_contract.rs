@@ -628,7 +628,45 @@ async fn a_bridged_frame_enters_the_outbox_once_within_its_horizon(backend: Back
     assert_eq!(entries[0].at, NOW);
 }
 
+async fn commit_summaries_read_verdicts_and_named_results_by_key(backend: Backend) {
+    let store = store(backend).await;
+    let first = "c0ffee".repeat(6) + "cafe";
+    let mut other = status("ci/b", "failure", NOW, 2);
+    other.sha = "ab".repeat(20);
+    for record in [
+        status("ci/a", "success", NOW, 1),
+        status("ci/c", "success", NOW, 3),
+        other.clone(),
+    ] {
+        store.record_status(&record).await.unwrap();
+    }
+    store.claim_verdict(&verdict_record("d1")).await.unwrap();
+    let shas = [first.clone(), other.sha.clone(), "00".repeat(20)];
+    let contexts = ["ci/a".to_string(), "ci/b".to_string()];
+    let summaries = store.commit_summaries(&shas, &contexts).await.unwrap();
+    assert_eq!(summaries.len(), 3);
+    assert_eq!(summaries[0].verdict, Some(verdict_record("d1")));
+    assert_eq!(
+        summaries[0].results,
+        [status("ci/a", "success", NOW, 1)],
+        "ci/c not asked for"
+    );
+    assert_eq!(
+        (summaries[1].verdict.clone(), summaries[1].results.clone()),
+        (None, vec![other])
+    );
+    assert_eq!(summaries[2], CommitSummary::default());
+    assert!(
+        store
+            .commit_summaries(&[], &contexts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 on_both_stores!(
+    commit_summaries_read_verdicts_and_named_results_by_key,
     the_outbox_keeps_order_and_cursors_only_go_forward,
     a_bridged_frame_enters_the_outbox_once_within_its_horizon,
     history_is_kept_newest_first,

@@ -278,6 +278,7 @@ delegate! {
     impl Commits {
         record_status(status: &StatusRecord) -> StatusWrite;
         latest_statuses(sha: &str) -> Vec<StatusRecord>;
+        commit_summaries(shas: &[String], contexts: &[String]) -> Vec<CommitSummary>;
         claim_verdict(record: &VerdictRecord) -> VerdictClaim;
         mark_verdict_notified(sha: &str, now: i64, sent_to: u64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();

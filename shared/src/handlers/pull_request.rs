@@ -66,7 +66,7 @@ impl PullRequests {
         super::record_history(
             self.store.as_ref(),
             now,
-            crate::overview::PULLS_INDEX,
+            &crate::overview::pulls_index(now),
             delivery_id,
             outcome,
             indexed,

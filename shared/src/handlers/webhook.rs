@@ -12,7 +12,6 @@ use crate::clock::Clock;
 use crate::config::WebhookSecrets;
 use crate::domain::{HistoryEntry, HistoryOutcome};
 use crate::intake;
-use crate::overview::DELIVERIES_INDEX;
 use crate::store::{DeliveryEnd, DeliveryStart, Ledger, Store, StoreError};
 
 /// What a route makes of a verified delivery before anything is written.
@@ -156,7 +155,8 @@ impl<R: Route> Webhook<R> {
         };
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
-            if let Err(error) = store.append_history(DELIVERIES_INDEX, &entry).await {
+            let index = crate::overview::deliveries_index(entry.at);
+            if let Err(error) = store.append_history(&index, &entry).await {
                 tracing::warn!(%error, "delivery not added to the status page's index");
             }
         });

@@ -11,13 +11,24 @@ use serde_json::Value;
 use crate::bridge::HOLDER_KEY;
 use crate::domain::{HistoryEntry, HistoryOutcome};
 use crate::handlers::push::DEPLOY_HISTORY;
-use crate::store::{Store, StoreError};
+use crate::store::{CommitSummary, Store, StoreError};
 
-/// Every pull request event and merge decision, whatever the PR, newest first (each is
-/// also in its PR's own stream).
-pub const PULLS_INDEX: &str = "pulls";
-/// One entry per webhook delivery the relay answered (refused ones are not recorded).
-pub const DELIVERIES_INDEX: &str = "deliveries";
+/// The index of every pull request event and merge decision, whatever the PR (each is also
+/// in its PR's own stream), for the month (UTC) of `at`: one partition a month, so that
+/// reading the newest costs the same after a year.
+pub fn pulls_index(at: i64) -> String {
+    format!("pulls/{}", utc(at).format("%Y-%m"))
+}
+
+/// The index of the webhook deliveries the relay answered (refused ones are not recorded)
+/// on the day (UTC) of `at`: one partition a day.
+pub fn deliveries_index(at: i64) -> String {
+    format!("deliveries/{}", utc(at).format("%Y-%m-%d"))
+}
+
+/// How far back the page looks for deliveries (days) and pull request events (months).
+const DELIVERY_DAYS: i64 = 7;
+const PULL_MONTHS: i64 = 2;
 
 /// How many deploy moves, merge decisions and deliveries the page shows.
 const DEPLOYS: usize = 20;
@@ -174,16 +185,22 @@ pub async fn read(
 ) -> Result<Overview, StoreError> {
     let (deploy_history, pulls, deliveries, stalls, connections, head, holder) = tokio::try_join!(
         store.history(DEPLOY_HISTORY, DEPLOYS),
-        store.history(PULLS_INDEX, PULL_ENTRIES),
-        store.history(DELIVERIES_INDEX, DELIVERIES),
+        newest(
+            store,
+            (0..PULL_MONTHS).map(|m| pulls_index(month_back(now, m))),
+            PULL_ENTRIES
+        ),
+        newest(
+            store,
+            (0..DELIVERY_DAYS).map(|d| deliveries_index(now - d * 86_400)),
+            DELIVERIES
+        ),
         store.stalls(),
         store.connections(now),
         store.outbox_head(),
         store.claim_holder(HOLDER_KEY),
     )?;
-    let deploys =
-        futures_util::future::try_join_all(deploy_history.iter().map(|e| deploy_row(store, e)))
-            .await?;
+    let deploys = deploy_rows(store, &deploy_history).await?;
     let clients: std::collections::BTreeSet<&str> = connections
         .iter()
         .filter_map(|c| c.client.as_deref())
@@ -238,26 +255,87 @@ pub async fn read(
     })
 }
 
-async fn deploy_row(store: &dyn Store, entry: &HistoryEntry) -> Result<DeployRow, StoreError> {
-    let sha = text(&entry.detail, "to");
-    let (ci, verdict) = match sha {
-        Some(sha) => {
-            let (statuses, verdict) =
-                tokio::try_join!(store.latest_statuses(sha), store.verdict(sha))?;
-            let ci = statuses
-                .iter()
-                .map(|s| format!("{}: {}", s.context, s.state))
-                .collect();
-            (ci, verdict)
+/// The newest `limit` entries of `streams`, newest stream first, reading one stream after
+/// another only while fewer were found.
+async fn newest(
+    store: &dyn Store,
+    streams: impl Iterator<Item = String>,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut found = Vec::new();
+    for stream in streams {
+        if found.len() >= limit {
+            break;
         }
-        None => (Vec::new(), None),
+        found.extend(store.history(&stream, limit - found.len()).await?);
+    }
+    Ok(found)
+}
+
+fn utc(at: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(at, 0).unwrap_or_default()
+}
+
+/// A moment `months` calendar months before `at` (the first of its month).
+fn month_back(at: i64, months: i64) -> i64 {
+    use chrono::Datelike;
+    let date = utc(at).date_naive();
+    let index = date.year() as i64 * 12 + date.month0() as i64 - months;
+    chrono::NaiveDate::from_ymd_opt((index / 12) as i32, (index % 12) as u32 + 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(at, |d| d.and_utc().timestamp())
+}
+
+/// The deploy entries with their commits' verdicts and CI results: the CI contexts are
+/// those of the newest commit (one query), read for every commit by key in one batch.
+async fn deploy_rows(
+    store: &dyn Store,
+    history: &[HistoryEntry],
+) -> Result<Vec<DeployRow>, StoreError> {
+    let mut shas: Vec<String> = Vec::new();
+    for sha in history.iter().filter_map(|e| text(&e.detail, "to")) {
+        if !shas.iter().any(|known| known == sha) {
+            shas.push(sha.to_string());
+        }
+    }
+    let mut contexts: Vec<String> = match shas.first() {
+        Some(newest) => store
+            .latest_statuses(newest)
+            .await?
+            .into_iter()
+            .map(|s| s.context)
+            .collect(),
+        None => Vec::new(),
     };
+    contexts.sort();
+    let summaries = store.commit_summaries(&shas, &contexts).await?;
+    Ok(history
+        .iter()
+        .map(|entry| {
+            let sha = text(&entry.detail, "to");
+            let summary = sha
+                .and_then(|sha| shas.iter().position(|known| known == sha))
+                .map(|i| summaries[i].clone())
+                .unwrap_or_default();
+            deploy_row(entry, summary)
+        })
+        .collect())
+}
+
+fn deploy_row(entry: &HistoryEntry, summary: CommitSummary) -> DeployRow {
+    let sha = text(&entry.detail, "to");
+    let ci = summary
+        .results
+        .iter()
+        .map(|s| format!("{}: {}", s.context, s.state))
+        .collect();
+    let verdict = summary.verdict;
     let message = text(&entry.detail, "message").map(first_line).or_else(|| {
         verdict
             .as_ref()
             .map(|v| first_line(&v.verdict.commit_message))
     });
-    Ok(DeployRow {
+    DeployRow {
         at: entry.at,
         outcome: entry.outcome.as_str().to_string(),
         sha: sha.map(str::to_string),
@@ -267,7 +345,7 @@ async fn deploy_row(store: &dyn Store, entry: &HistoryEntry) -> Result<DeployRow
         verdict: verdict.as_ref().map(|v| v.verdict.state.clone()),
         verdict_sent_at: verdict.as_ref().and_then(|v| v.notified_at),
         verdict_sent_to: verdict.as_ref().and_then(|v| v.sent_to),
-    })
+    }
 }
 
 /// The newest push to the source branch names its head; the newest move names deploy's
@@ -521,5 +599,20 @@ pub async fn answer(
             headers: vec![no_store],
             body: page::render(&overview),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_partitioned_by_day_and_month() {
+        // 2027-01-15 08:00:00 UTC.
+        let at = 1_800_000_000;
+        assert_eq!(deliveries_index(at), "deliveries/2027-01-15");
+        assert_eq!(pulls_index(at), "pulls/2027-01");
+        assert_eq!(pulls_index(month_back(at, 1)), "pulls/2026-12");
+        assert_eq!(pulls_index(month_back(at, 13)), "pulls/2025-12");
     }
 }

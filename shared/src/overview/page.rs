@@ -17,7 +17,18 @@ pub fn render(o: &Overview) -> String {
         stamp(o.generated_at),
         if o.public { " (public view)" } else { "" }
     );
+    heads(&mut html, o);
+    deploys(&mut html, o);
+    pulls(&mut html, o);
+    smokeys(&mut html, o);
+    stalls_and_bridge(&mut html, o);
+    deliveries(&mut html, o);
+    html.push_str("<p class=muted>The same as JSON: <a href=\"status.json\">status.json</a></p></body></html>\n");
+    html
+}
 
+/// The source and deploy heads, and whether they agree.
+fn heads(html: &mut String, o: &Overview) {
     html.push_str("<h2>Heads</h2><table><tr><th>branch</th><th>commit</th><th>message</th><th>recorded</th></tr>");
     for (name, head) in [("source", &o.heads.source), ("deploy", &o.heads.deploy)] {
         match head {
@@ -53,7 +64,10 @@ pub fn render(o: &Overview) -> String {
             "Deploy and the source branch differ (or one is not recorded yet)."
         }
     );
+}
 
+/// The newest deploy moves with their commits' CI and verdicts.
+fn deploys(html: &mut String, o: &Overview) {
     html.push_str("<h2>Deploy moves</h2><table><tr><th>when</th><th>what</th><th>commit</th><th>CI</th><th>verdict sent</th></tr>");
     for d in &o.deploys {
         let verdict = match (&d.verdict, d.verdict_sent_at, d.verdict_sent_to) {
@@ -75,9 +89,12 @@ pub fn render(o: &Overview) -> String {
             esc(&verdict)
         );
     }
-    empty(&mut html, o.deploys.is_empty(), 5);
+    empty(html, o.deploys.is_empty(), 5);
     html.push_str("</table>");
+}
 
+/// Open bot pull requests and the newest merge decisions.
+fn pulls(html: &mut String, o: &Overview) {
     for (title, rows) in [
         ("Open bot pull requests", &o.open_pulls),
         ("Merge decisions", &o.merges),
@@ -96,10 +113,13 @@ pub fn render(o: &Overview) -> String {
                 esc(&p.detail)
             );
         }
-        empty(&mut html, rows.is_empty(), 4);
+        empty(html, rows.is_empty(), 4);
         html.push_str("</table>");
     }
+}
 
+/// The connected Smokeys.
+fn smokeys(html: &mut String, o: &Overview) {
     html.push_str("<h2>Connected Smokeys</h2><table><tr><th>key</th><th>connected since</th><th>last frame taken</th><th>frames taken</th></tr>");
     for s in &o.smokeys {
         let taken = match s.last_frame {
@@ -116,9 +136,12 @@ pub fn render(o: &Overview) -> String {
             taken
         );
     }
-    empty(&mut html, o.smokeys.is_empty(), 4);
+    empty(html, o.smokeys.is_empty(), 4);
     html.push_str("</table>");
+}
 
+/// Watched stalls and the bridge's holder.
+fn stalls_and_bridge(html: &mut String, o: &Overview) {
     html.push_str("<h2>Stalls and the metasmoke bridge</h2><table><tr><th>what</th><th>since</th><th>state</th></tr>");
     for s in &o.stalls {
         let _ = write!(
@@ -137,9 +160,12 @@ pub fn render(o: &Overview) -> String {
             stamp(b.since)
         );
     }
-    empty(&mut html, o.stalls.is_empty() && o.bridge.is_none(), 3);
+    empty(html, o.stalls.is_empty() && o.bridge.is_none(), 3);
     html.push_str("</table>");
+}
 
+/// The newest deliveries.
+fn deliveries(html: &mut String, o: &Overview) {
     html.push_str("<h2>Deliveries</h2><table><tr><th>when</th><th>event</th><th>delivery</th><th>outcome</th><th>took</th></tr>");
     for d in &o.deliveries {
         let _ = write!(
@@ -153,9 +179,8 @@ pub fn render(o: &Overview) -> String {
             d.duration_ms
         );
     }
-    empty(&mut html, o.deliveries.is_empty(), 5);
-    html.push_str("</table><p class=muted>The same as JSON: <a href=\"status.json\">status.json</a></p></body></html>\n");
-    html
+    empty(html, o.deliveries.is_empty(), 5);
+    html.push_str("</table>");
 }
 
 const HEAD: &str = "<!doctype html><html lang=en><head><meta charset=utf-8>\

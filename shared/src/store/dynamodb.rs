@@ -88,6 +88,48 @@ impl DynamoStore {
         &self.tables
     }
 
+    /// The items with these keys (at most `BATCH_GET_MAX`), asking again for any DynamoDB
+    /// left unprocessed.
+    async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut pending: Vec<Item> = keys
+            .iter()
+            .map(|(pk, sk)| item([("pk", s(pk)), ("sk", s(sk))]))
+            .collect();
+        let mut items = Vec::new();
+        for _ in 0..5 {
+            if pending.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.tables.main, request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(mut found) = output.responses {
+                items.extend(found.remove(&self.tables.main).unwrap_or_default());
+            }
+            if let Some(mut left) = output.unprocessed_keys {
+                pending = left
+                    .remove(&self.tables.main)
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        match pending.is_empty() {
+            true => Ok(items),
+            false => Err(StoreError::Unavailable(
+                "keys left unprocessed by DynamoDB".into(),
+            )),
+        }
+    }
+
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
@@ -318,19 +360,46 @@ impl Commits for DynamoStore {
         self.query(format!("commit#{sha}"), SortKeys::Prefix("status#"))
             .await?
             .iter()
-            .map(|item| {
-                Ok(StatusRecord {
-                    sha: text(item, "sha")?,
-                    context: text(item, "context")?,
-                    state: text(item, "state")?,
-                    target_url: optional_text(item, "target_url"),
-                    description: optional_text(item, "description"),
-                    sender: optional_text(item, "sender"),
-                    updated_at: number(item, "updated_at")?,
-                    status_id: number(item, "status_id")? as u64,
-                    delivery_id: text(item, "delivery_id")?,
-                    source: ci_source(item)?,
-                })
+            .map(status_record)
+            .collect()
+    }
+
+    async fn commit_summaries(
+        &self,
+        shas: &[String],
+        contexts: &[String],
+    ) -> Result<Vec<CommitSummary>, StoreError> {
+        let sort_keys: Vec<String> = std::iter::once("verdict".to_string())
+            .chain(contexts.iter().map(|c| format!("status#{c}")))
+            .collect();
+        let keys: Vec<(String, String)> = shas
+            .iter()
+            .flat_map(|sha| {
+                sort_keys
+                    .iter()
+                    .map(move |sk| (format!("commit#{sha}"), sk.clone()))
+            })
+            .collect();
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            for item in self.batch_get(chunk).await? {
+                let key = (text(&item, "pk")?, text(&item, "sk")?);
+                found.insert(key, item);
+            }
+        }
+        shas.iter()
+            .map(|sha| {
+                let pk = format!("commit#{sha}");
+                let verdict = found
+                    .get(&(pk.clone(), "verdict".to_string()))
+                    .map(verdict_record)
+                    .transpose()?;
+                let results = contexts
+                    .iter()
+                    .filter_map(|c| found.get(&(pk.clone(), format!("status#{c}"))))
+                    .map(status_record)
+                    .collect::<Result<_, _>>()?;
+                Ok(CommitSummary { verdict, results })
             })
             .collect()
     }
@@ -408,6 +477,24 @@ impl Commits for DynamoStore {
             .map(|item| verdict_record(&item))
             .transpose()
     }
+}
+
+/// The most keys one `BatchGetItem` takes.
+const BATCH_GET_MAX: usize = 100;
+
+fn status_record(item: &Item) -> Result<StatusRecord, StoreError> {
+    Ok(StatusRecord {
+        sha: text(item, "sha")?,
+        context: text(item, "context")?,
+        state: text(item, "state")?,
+        target_url: optional_text(item, "target_url"),
+        description: optional_text(item, "description"),
+        sender: optional_text(item, "sender"),
+        updated_at: number(item, "updated_at")?,
+        status_id: number(item, "status_id")? as u64,
+        delivery_id: text(item, "delivery_id")?,
+        source: ci_source(item)?,
+    })
 }
 
 fn verdict_record(item: &Item) -> Result<VerdictRecord, StoreError> {
@@ -493,7 +580,7 @@ impl History for DynamoStore {
             .item("delivery_id", s(&entry.delivery_id))
             .item("outcome", s(entry.outcome.as_str()))
             .item("detail", s(entry.detail.to_string()))
-            .item(TTL_ATTRIBUTE, n(entry.at + ttl::HISTORY))
+            .item(TTL_ATTRIBUTE, n(entry.at + ttl::history(stream)))
             .send()
             .await
             .map_err(unavailable)?;

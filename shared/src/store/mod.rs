@@ -41,6 +41,19 @@ pub mod ttl {
     pub const SIGHTING: i64 = 10 * 60;
     /// A watched stall nobody cleared (the reconcile job stopped): a month.
     pub const STALL: i64 = 30 * DAY;
+
+    /// How long the entries of history `stream` are kept: the status page's indexes as
+    /// long as it looks back (a week of deliveries, two months of pull request events),
+    /// every other history a year.
+    pub fn history(stream: &str) -> i64 {
+        if stream.starts_with("deliveries/") {
+            8 * DAY
+        } else if stream.starts_with("pulls/") {
+            62 * DAY
+        } else {
+            HISTORY
+        }
+    }
 }
 
 /// A delivery marked as in progress longer than this is taken to have crashed and may be
@@ -174,6 +187,14 @@ pub trait Commits: Send + Sync {
     /// The latest status of every context of a commit.
     async fn latest_statuses(&self, sha: &str) -> Result<Vec<StatusRecord>, StoreError>;
 
+    /// For each of `shas`, its verdict and its latest result for each of `contexts` it has,
+    /// read by key in batches (no query): the status page's view of recent commits.
+    async fn commit_summaries(
+        &self,
+        shas: &[String],
+        contexts: &[String],
+    ) -> Result<Vec<CommitSummary>, StoreError>;
+
     /// Records the verdict for a commit if it has none (a conditional write).
     async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
 
@@ -244,6 +265,15 @@ pub trait Connections: Send + Sync {
 
     /// Every connection that has not expired.
     async fn connections(&self, now: i64) -> Result<Vec<Connection>, StoreError>;
+}
+
+/// A commit's verdict and some of its CI results (`Commits::commit_summaries`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitSummary {
+    /// Its verdict, if it has one.
+    pub verdict: Option<VerdictRecord>,
+    /// Its latest result for each context asked for that it has, in the order asked.
+    pub results: Vec<StatusRecord>,
 }
 
 /// The client keys Smokeys subscribe with (hashes only).
