@@ -255,8 +255,9 @@ impl Bridge {
         }
         let mut watch =
             tokio::time::interval_at(handover.map_or(far, |h| h.watch_from), WATCH_EVERY);
+        // Only a frame from metasmoke puts off the silence limit (not a look at the claim).
+        let mut silent_at = Instant::now() + self.timings.silence;
         loop {
-            let silent_at = Instant::now() + self.timings.silence;
             let next = tokio::select! {
                 next = tokio::time::timeout_at(silent_at, socket.next()) => next,
                 () = tokio::time::sleep_until(deadline) => {
@@ -272,6 +273,7 @@ impl Bridge {
                     continue;
                 }
             };
+            silent_at = Instant::now() + self.timings.silence;
             let text = match next {
                 Err(_) => return (End::Silent, confirmed),
                 Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {

@@ -153,11 +153,18 @@ fn stalls_and_bridge(html: &mut String, o: &Overview) {
         );
     }
     if let Some(b) = &o.bridge {
+        // Each run takes the socket over within its first seconds: an older holder means
+        // no run has subscribed since (metasmoke down, the key rejected, no bridge).
+        let state = match o.generated_at - b.since {
+            age if age <= 90 => "subscribed".to_string(),
+            age => format!("no run has taken it over for {}", duration(age)),
+        };
         let _ = write!(
             html,
-            "<tr><td>bridge held by {}</td><td>{}</td><td>subscribed</td></tr>",
+            "<tr><td>bridge held by {}</td><td>{}</td><td>{}</td></tr>",
             esc(&b.holder),
-            stamp(b.since)
+            stamp(b.since),
+            esc(&state)
         );
     }
     empty(html, o.stalls.is_empty() && o.bridge.is_none(), 3);
