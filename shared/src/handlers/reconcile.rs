@@ -32,9 +32,7 @@ const WAIT_FOR_HOLDER: std::time::Duration = std::time::Duration::from_secs(5);
 /// The claim a pass holds while it runs, so that passes do not overlap.
 pub const PASS_LEASE_KEY: &str = "reconcile/pass";
 
-/// How long a pass may hold the lease before the next may take it (the holder died): longer
-/// than the reconcile function may run (60 s).
-pub const PASS_LEASE_SECONDS: i64 = 120;
+pub use crate::rules::reconcile::PASS_LEASE_SECONDS;
 
 /// A reconcile pass's parts: every effect a webhook route may have, and when a stall alerts.
 pub struct Reconcile {
@@ -145,7 +143,7 @@ impl Reconcile {
             Claim::Won => return Ok(mine),
             Claim::Held(held) => held,
         };
-        if held.state != ClaimState::Done && held.claimed_at > now - PASS_LEASE_SECONDS {
+        if !rules::lease_free(&held, now) {
             return Err(format!(
                 "another pass is under way ({}, for {} s)",
                 held.owner,

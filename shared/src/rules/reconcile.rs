@@ -99,6 +99,16 @@ pub fn stall_turn(
     }
 }
 
+/// How long a pass may hold the pass lease before the next may take it (the holder died):
+/// longer than the reconcile function may run (60 s).
+pub const PASS_LEASE_SECONDS: i64 = 120;
+
+/// Whether a pass may take the pass lease as `held` stands at `now`: handed back, or run
+/// out.
+pub fn lease_free(held: &crate::store::ClaimRecord, now: i64) -> bool {
+    held.state == crate::store::ClaimState::Done || held.claimed_at <= now - PASS_LEASE_SECONDS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +185,18 @@ mod tests {
         };
         assert_eq!(stall_turn(Some(watched), false, 60, 900), StallTurn::Forget);
         assert_eq!(stall_turn(None, false, 60, 900), StallTurn::Quiet);
+    }
+
+    #[test]
+    fn the_pass_lease_is_free_when_handed_back_or_run_out() {
+        use crate::store::{ClaimRecord, ClaimState};
+        let held = |state, claimed_at| ClaimRecord {
+            owner: "reconcile/1-a".into(),
+            claimed_at,
+            state,
+        };
+        assert!(!lease_free(&held(ClaimState::Claimed, 1_000), 1_000 + 119));
+        assert!(lease_free(&held(ClaimState::Claimed, 1_000), 1_000 + 120));
+        assert!(lease_free(&held(ClaimState::Done, 1_000), 1_001));
     }
 }
