@@ -207,6 +207,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let bridge = bridge().await?;
     let store = open_store(&args.store).await?;
     let github = github(&relay).await?;
+    let status_access = config::status_access(
+        &ProcessEnv,
+        std::env::var("STATUS_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(Secret::new),
+    )
+    .map_err(|e| e.to_string())?;
     let running = Gateway::start(GatewayOptions {
         listen: args.listen,
         store,
@@ -224,14 +232,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         post_latency: Duration::ZERO,
         reconcile_interval: config::reconcile_interval(&ProcessEnv).map_err(|e| e.to_string())?,
         stall_after_seconds: config::stall_alert(&ProcessEnv).map_err(|e| e.to_string())?,
-        status_access: config::status_access(
-            &ProcessEnv,
-            std::env::var("STATUS_TOKEN")
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .map(Secret::new),
-        )
-        .map_err(|e| e.to_string())?,
+        status_access: status_access.clone(),
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -239,6 +240,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "relay-local: webhooks at {}/github/..., Smokey's metasmoke_ws_host = {}",
         running.url(),
         running.cable_url()
+    );
+    let page = match (&status_access.token, status_access.public) {
+        (_, true) => "open to anyone (STATUS_PUBLIC), the token shows key names",
+        (Some(_), false) => "with STATUS_TOKEN as a bearer, or ?token= once",
+        (None, false) => "401 until STATUS_TOKEN or STATUS_PUBLIC=true is set",
+    };
+    eprintln!(
+        "relay-local: status page at {}/status: {page}",
+        running.url()
     );
     running.until_interrupted().await.map_err(|e| e.to_string())
 }
