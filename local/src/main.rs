@@ -18,6 +18,7 @@ use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::Effects;
 use build_relay::handlers::reconcile::Reconcile;
 use build_relay::notify::{Notifier, RecordingNotifier};
+use build_relay::overview::access::Access;
 use build_relay::secrets::{self, SecretReader};
 use build_relay::store::Store;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
@@ -207,14 +208,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let bridge = bridge().await?;
     let store = open_store(&args.store).await?;
     let github = github(&relay).await?;
-    let status_access = config::status_access(
-        &ProcessEnv,
-        std::env::var("STATUS_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .map(Secret::new),
-    )
-    .map_err(|e| e.to_string())?;
+    let status_access = status_access().await?;
     let running = Gateway::start(GatewayOptions {
         listen: args.listen,
         store,
@@ -330,6 +324,16 @@ async fn why(what: WhyWhat, args: StoreArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     print!("{trail}");
     Ok(())
+}
+
+/// Who may read /status: STATUS_TOKEN (or the secret STATUS_TOKEN_ARN names), STATUS_PUBLIC.
+async fn status_access() -> Result<Access, String> {
+    let sdk = setup::sdk_config().await;
+    let token = SecretReader::new(&ProcessEnv, &sdk)
+        .status_token()
+        .await
+        .map_err(|e| e.to_string())?;
+    config::status_access(&ProcessEnv, token).map_err(|e| e.to_string())
 }
 
 /// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.

@@ -1,7 +1,7 @@
 //! The status page against DynamoDB (moto) holding what a year at SmokeDetector's volume
 //! leaves, TTLs applied (`seed`): 200 deliveries, 30 pull request events and 10 deploy moves
 //! (each commit with three CI results and a verdict) a day, and three connected Smokeys. Measured: the page's
-//! reads and its JSON (`overview::answer`), median and p95 of 20; baseline in the same run:
+//! reads and its JSON (`StatusPage::answer`), median and p95 of 20; baseline in the same run:
 //! one `GetItem` round trip to the same server. Budget: the median under 300 ms. Exits 1
 //! past it. Seeding writes about 30,000 items and takes a minute or two. moto walks the
 //! whole table for every Query (DynamoDB reads only the partition), so the figure is an

@@ -177,7 +177,7 @@ pub struct BridgeRow {
 
 /// Reads the overview at `now`; `public` leaves key names out. `bot_login` is whose pull
 /// requests count as bot PRs.
-pub async fn read(
+async fn read(
     store: &dyn Store,
     now: i64,
     public: bool,
@@ -488,16 +488,59 @@ impl StatusPage {
         headers: &http::HeaderMap,
         query: Option<&str>,
     ) -> PageAnswer {
-        answer(
-            self.store.as_ref(),
-            &self.access,
-            &self.bot_login,
-            self.clock.now(),
-            path,
-            headers,
-            query,
-        )
-        .await
+        let query_token = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("token="));
+        let public = match self.access.check(headers, query_token) {
+            access::Verdict::Operator => false,
+            access::Verdict::Public => true,
+            access::Verdict::SetCookie(cookie) => {
+                return PageAnswer {
+                    status: 303,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: vec![("set-cookie", cookie), ("location", path.to_string())],
+                    body: "Signed in; on to the page\n".into(),
+                };
+            }
+            access::Verdict::Denied => {
+                return PageAnswer {
+                    status: 401,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: vec![("www-authenticate", "Bearer".into())],
+                    body: "The status page needs the operator token (STATUS_TOKEN): an \
+                       `Authorization: Bearer` header, or visit /status?token=... once\n"
+                        .into(),
+                };
+            }
+        };
+        let now = self.clock.now();
+        let overview = match read(self.store.as_ref(), now, public, &self.bot_login).await {
+            Ok(overview) => overview,
+            Err(error) => {
+                return PageAnswer {
+                    status: 503,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: Vec::new(),
+                    body: format!("The relay's records cannot be read right now: {error}\n"),
+                };
+            }
+        };
+        let no_store = ("cache-control", "no-store".to_string());
+        match path.ends_with(".json") {
+            true => PageAnswer {
+                status: 200,
+                content_type: "application/json",
+                headers: vec![no_store],
+                body: serde_json::to_string(&overview).expect("an overview serialises"),
+            },
+            false => PageAnswer {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                headers: vec![no_store],
+                body: page::render(&overview),
+            },
+        }
     }
 
     /// Serves the page as a Lambda function behind API Gateway's HTTP API.
@@ -534,71 +577,6 @@ impl PageAnswer {
         response
             .body(lambda_http::Body::from(self.body))
             .expect("status and headers are valid")
-    }
-}
-
-/// Answers a request for the page at `path` (`/status` or `/status.json`) with `headers`
-/// and `query`, reading `store` at `now`.
-pub async fn answer(
-    store: &dyn Store,
-    access: &access::Access,
-    bot_login: &str,
-    now: i64,
-    path: &str,
-    headers: &http::HeaderMap,
-    query: Option<&str>,
-) -> PageAnswer {
-    let query_token = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("token="));
-    let public = match access.check(headers, query_token) {
-        access::Verdict::Operator => false,
-        access::Verdict::Public => true,
-        access::Verdict::SetCookie(cookie) => {
-            return PageAnswer {
-                status: 303,
-                content_type: "text/plain; charset=utf-8",
-                headers: vec![("set-cookie", cookie), ("location", path.to_string())],
-                body: "Signed in; on to the page\n".into(),
-            };
-        }
-        access::Verdict::Denied => {
-            return PageAnswer {
-                status: 401,
-                content_type: "text/plain; charset=utf-8",
-                headers: vec![("www-authenticate", "Bearer".into())],
-                body: "The status page needs the operator token (STATUS_TOKEN): an \
-                       `Authorization: Bearer` header, or visit /status?token=... once\n"
-                    .into(),
-            };
-        }
-    };
-    let overview = match read(store, now, public, bot_login).await {
-        Ok(overview) => overview,
-        Err(error) => {
-            return PageAnswer {
-                status: 503,
-                content_type: "text/plain; charset=utf-8",
-                headers: Vec::new(),
-                body: format!("The relay's records cannot be read right now: {error}\n"),
-            };
-        }
-    };
-    let no_store = ("cache-control", "no-store".to_string());
-    match path.ends_with(".json") {
-        true => PageAnswer {
-            status: 200,
-            content_type: "application/json",
-            headers: vec![no_store],
-            body: serde_json::to_string(&overview).expect("an overview serialises"),
-        },
-        false => PageAnswer {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            headers: vec![no_store],
-            body: page::render(&overview),
-        },
     }
 }
 
