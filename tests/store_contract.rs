@@ -381,6 +381,47 @@ async fn history_is_kept_newest_first(backend: Backend) {
     assert_eq!(order, ["third", "second", "first"]);
 }
 
+async fn recent_lists_keep_their_newest_entries(backend: Backend) {
+    let store = store(backend).await;
+    let entry = |at: i64, what: &str| HistoryEntry {
+        at,
+        delivery_id: format!("d{at}"),
+        outcome: HistoryOutcome::parse(what),
+        detail: serde_json::json!({ "what": what }),
+    };
+    assert_eq!(
+        store.recent(&["deliveries", "nothing"]).await.unwrap(),
+        vec![Vec::new(), Vec::new()]
+    );
+    // Twelve notes into a list of eight, out of time order, several in one second.
+    let times = [3, 1, 2, 7, 5, 5, 6, 11, 9, 10, 8, 12];
+    for (i, at) in times.into_iter().enumerate() {
+        store
+            .note_recent("deliveries", None, &entry(NOW + at, &format!("n{i}")), 8)
+            .await
+            .unwrap();
+    }
+    // Entries replaced by id: the same context noted twice is one entry.
+    for (at, context) in [(1, "ci"), (2, "build"), (3, "ci")] {
+        let seen = entry(NOW + at, context);
+        store
+            .note_recent("contexts", Some(context), &seen, 8)
+            .await
+            .unwrap();
+    }
+    let lists = store.recent(&["deliveries", "contexts"]).await.unwrap();
+    let times: Vec<i64> = lists[0].iter().map(|e| e.at - NOW).collect();
+    // Kept: the newest eight, newest first (up to a quarter more between trims).
+    assert!(times.len() >= 8 && times.len() <= 10, "{times:?}");
+    assert_eq!(times[..8], [12, 11, 10, 9, 8, 7, 6, 5]);
+    assert_eq!(lists[0][0], entry(NOW + 12, "n11"));
+    let contexts: Vec<(i64, &str)> = lists[1]
+        .iter()
+        .map(|e| (e.at - NOW, e.detail["what"].as_str().unwrap()))
+        .collect();
+    assert_eq!(contexts, [(3, "ci"), (2, "build")]);
+}
+
 async fn a_claim_has_one_holder(backend: Backend) {
     let store = store(backend).await;
     let claims = (0..6).map(|i| {
@@ -670,6 +711,7 @@ on_both_stores!(
     the_outbox_keeps_order_and_cursors_only_go_forward,
     a_bridged_frame_enters_the_outbox_once_within_its_horizon,
     history_is_kept_newest_first,
+    recent_lists_keep_their_newest_entries,
     a_claim_has_one_holder,
     ledger_runs_a_delivery_once,
     ledger_lets_failed_and_stale_deliveries_through,

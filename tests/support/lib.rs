@@ -294,6 +294,10 @@ delegate! {
         append_history(stream: &str, entry: &HistoryEntry) -> ();
         history(stream: &str, limit: usize) -> Vec<HistoryEntry>;
     }
+    impl Recent {
+        note_recent(list: &str, id: Option<&str>, entry: &HistoryEntry, keep: usize) -> ();
+        recent(lists: &[&str]) -> Vec<Vec<HistoryEntry>>;
+    }
     impl Claims {
         claim(key: &str, owner: &str, now: i64) -> Claim;
         claim_holder(key: &str) -> Option<ClaimRecord>;

@@ -21,7 +21,8 @@ use crate::config::RelayConfig;
 use crate::github::retry::RetryPolicy;
 use crate::github::{GitHub, GitHubError};
 use crate::notify::{Notifier, SmokeyMessage};
-use crate::store::{History, HistoryEntry, HistoryOutcome, Store};
+use crate::overview::RecentList;
+use crate::store::{HistoryEntry, HistoryOutcome, StatusRecord, StatusWrite, Store, StoreError};
 use webhook::Failure;
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
@@ -42,14 +43,16 @@ pub struct Effects {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Appends to an audit trail on behalf of a delivery.
+/// Appends to an audit trail on behalf of a delivery, and to the status page's recent
+/// list `listed` at the same time.
 pub(crate) async fn record_history(
-    store: &dyn History,
+    store: &dyn Store,
     at: i64,
     stream: &str,
     delivery_id: &str,
     outcome: HistoryOutcome,
     detail: Value,
+    listed: Option<&RecentList>,
 ) -> Result<(), Failure> {
     let entry = HistoryEntry {
         at,
@@ -57,7 +60,32 @@ pub(crate) async fn record_history(
         outcome,
         detail,
     };
-    Ok(store.append_history(stream, &entry).await?)
+    let note = async {
+        match listed {
+            Some(list) => list.note(store, None, &entry).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(store.append_history(stream, &entry), note)?;
+    Ok(())
+}
+
+/// Records a CI result, and notes its context for the status page at the same time.
+pub(crate) async fn record_result(
+    store: &dyn Store,
+    record: &StatusRecord,
+) -> Result<StatusWrite, StoreError> {
+    let seen = HistoryEntry {
+        at: record.updated_at,
+        delivery_id: record.delivery_id.clone(),
+        outcome: HistoryOutcome::Event(record.state.clone()),
+        detail: serde_json::json!({ "context": record.context, "sha": record.sha }),
+    };
+    let (write, ()) = tokio::try_join!(
+        store.record_status(record),
+        crate::overview::CI_CONTEXTS.note(store, Some(&record.context), &seen),
+    )?;
+    Ok(write)
 }
 
 /// Sends a message to every subscribed Smokey; a failure is one a redelivery may fix.

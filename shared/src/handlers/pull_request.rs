@@ -42,34 +42,25 @@ impl PullRequests {
         outcome: HistoryOutcome,
         detail: Value,
     ) -> Result<(), Failure> {
-        let now = self.clock.now();
-        let number = stream
-            .strip_prefix("pull/")
-            .and_then(|n| n.parse::<u64>().ok());
-        let mut indexed = detail.clone();
+        let mut detail = detail;
+        // In the status page's list of every PR's events, which needs the number.
+        let listed = match stream.strip_prefix("pull/").map(str::parse::<u64>) {
+            Some(Ok(number)) => {
+                if let Value::Object(fields) = &mut detail {
+                    fields.insert("number".into(), number.into());
+                }
+                Some(&crate::overview::PULL_EVENTS)
+            }
+            _ => None,
+        };
         super::record_history(
             self.store.as_ref(),
-            now,
+            self.clock.now(),
             stream,
             delivery_id,
-            outcome.clone(),
-            detail,
-        )
-        .await?;
-        // Also in the index the status page reads (every PR's events, newest first).
-        let Some(number) = number else {
-            return Ok(());
-        };
-        if let Value::Object(fields) = &mut indexed {
-            fields.insert("number".into(), number.into());
-        }
-        super::record_history(
-            self.store.as_ref(),
-            now,
-            &crate::overview::pulls_index(now),
-            delivery_id,
             outcome,
-            indexed,
+            detail,
+            listed,
         )
         .await
     }

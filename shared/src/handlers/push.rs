@@ -404,6 +404,7 @@ impl PushHook {
             delivery_id,
             outcome,
             detail,
+            Some(&crate::overview::DEPLOY_MOVES),
         )
         .await
     }

@@ -359,7 +359,7 @@ impl Reconcile {
             return Ok(true);
         }
         for record in records {
-            fx.store.record_status(&record).await?;
+            super::record_result(fx.store.as_ref(), &record).await?;
         }
         let answer = super::verdict::judge_deployed(fx, &report.pass, sha, None).await?;
         report.done.push(format!("verdict for {sha}: {answer}"));
@@ -606,6 +606,7 @@ impl Reconcile {
                 &report.pass,
                 HistoryOutcome::Event(outcome.into()),
                 json!({ "stall": key, "message": message }),
+                None,
             )
             .await?;
             super::say(fx.notifier.as_ref(), SmokeyMessage::Chat(message)).await

@@ -76,7 +76,7 @@ impl Route for StatusHook {
 
     async fn act(&self, delivery_id: &str, event: CiEvent) -> Result<String, Failure> {
         let report = event.report(delivery_id, &self.0.config.deploy_branch);
-        let write = self.0.store.record_status(&report.record).await?;
+        let write = super::record_result(self.0.store.as_ref(), &report.record).await?;
         let decision = super::verdict::judge(&self.0, delivery_id, &report).await?;
         Ok(match write {
             StatusWrite::Applied => decision,

@@ -132,7 +132,7 @@ impl<R: Route> Webhook<R> {
         answer
     }
 
-    /// Adds the delivery to the index the status page reads, off the answer's path (on
+    /// Adds the delivery to the list the status page reads, off the answer's path (on
     /// Lambda the write may finish at the next invocation). Refused requests are not
     /// recorded, like everywhere else.
     fn index(&self, trace: &Trace, answer: &Answer, took: Duration) {
@@ -155,9 +155,9 @@ impl<R: Route> Webhook<R> {
         };
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
-            let index = crate::overview::deliveries_index(entry.at);
-            if let Err(error) = store.append_history(&index, &entry).await {
-                tracing::warn!(%error, "delivery not added to the status page's index");
+            let deliveries = &crate::overview::DELIVERIES;
+            if let Err(error) = deliveries.note(store.as_ref(), None, &entry).await {
+                tracing::warn!(%error, "delivery not added to the status page's list");
             }
         });
     }

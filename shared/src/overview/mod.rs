@@ -1,6 +1,7 @@
 //! The chain at a glance, for operators (`GET /status.json`, `GET /status`): what the relay
-//! recorded, read with bounded queries only (a history stream's newest entries, a commit's
-//! items, the connections table), so the page costs nothing while nobody looks.
+//! recorded, read by key only (short lists of the newest entries kept as one item each, the
+//! recent commits' items, the connections table), so the page costs nothing while nobody
+//! looks and the same after a year as on the first day.
 
 pub mod access;
 pub mod page;
@@ -10,32 +11,55 @@ use serde_json::Value;
 
 use crate::bridge::HOLDER_KEY;
 use crate::domain::{HistoryEntry, HistoryOutcome};
-use crate::handlers::push::DEPLOY_HISTORY;
-use crate::store::{CommitSummary, Store, StoreError};
+use crate::store::{CommitSummary, Recent, Store, StoreError};
 
-/// The index of every pull request event and merge decision, whatever the PR (each is also
-/// in its PR's own stream), for the month (UTC) of `at`: one partition a month, so that
-/// reading the newest costs the same after a year.
-pub fn pulls_index(at: i64) -> String {
-    format!("pulls/{}", utc(at).format("%Y-%m"))
+/// A short list the page reads in one go (`store::Recent`): its name and how many of the
+/// newest entries it keeps.
+pub struct RecentList {
+    /// Its name in the store.
+    pub name: &'static str,
+    /// How many entries it keeps.
+    pub keep: usize,
 }
 
-/// The index of the webhook deliveries the relay answered (refused ones are not recorded)
-/// on the day (UTC) of `at`: one partition a day.
-pub fn deliveries_index(at: i64) -> String {
-    format!("deliveries/{}", utc(at).format("%Y-%m-%d"))
+impl RecentList {
+    /// Puts `entry` in the list, under `id` (replacing what was there) or a new place.
+    pub async fn note(
+        &self,
+        store: &dyn Recent,
+        id: Option<&str>,
+        entry: &HistoryEntry,
+    ) -> Result<(), StoreError> {
+        store.note_recent(self.name, id, entry, self.keep).await
+    }
 }
 
-/// How far back the page looks for deliveries (days) and pull request events (months).
-const DELIVERY_DAYS: i64 = 7;
-const PULL_MONTHS: i64 = 2;
+/// The deploy history's newest entries (each also in the `deploy` stream).
+pub const DEPLOY_MOVES: RecentList = RecentList {
+    name: "deploy",
+    keep: 20,
+};
+/// Every pull request's events and merge decisions, whatever the PR (each is also in its
+/// PR's own stream, without `number`): enough to find the open bot PRs and the last
+/// decisions.
+pub const PULL_EVENTS: RecentList = RecentList {
+    name: "pulls",
+    keep: 200,
+};
+/// The webhook deliveries the relay answered (refused ones are not recorded).
+pub const DELIVERIES: RecentList = RecentList {
+    name: "deliveries",
+    keep: 50,
+};
+/// The CI contexts results were recorded for lately, one entry each (by name): the ones
+/// the page shows for each deploy commit.
+pub const CI_CONTEXTS: RecentList = RecentList {
+    name: "contexts",
+    keep: 20,
+};
 
-/// How many deploy moves, merge decisions and deliveries the page shows.
-const DEPLOYS: usize = 20;
+/// How many merge decisions the page shows.
 const MERGES: usize = 20;
-const DELIVERIES: usize = 50;
-/// How many PR index entries are read to find the open PRs and the last decisions.
-const PULL_ENTRIES: usize = 200;
 
 /// The page's content.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -176,44 +200,41 @@ pub struct BridgeRow {
 }
 
 /// Reads the overview at `now`; `public` leaves key names out. `bot_login` is whose pull
-/// requests count as bot PRs.
+/// requests count as bot PRs. Key reads only: the recent lists in one batch, the stalls,
+/// the outbox head, the bridge's claim and the cursors by key; then the deploy commits'
+/// results in one batch. (The connections table is scanned, as every broadcast does.)
 async fn read(
     store: &dyn Store,
     now: i64,
     public: bool,
     bot_login: &str,
 ) -> Result<Overview, StoreError> {
-    let (deploy_history, pulls, deliveries, stalls, connections, head, holder) = tokio::try_join!(
-        store.history(DEPLOY_HISTORY, DEPLOYS),
-        newest(
-            store,
-            (0..PULL_MONTHS).map(|m| pulls_index(month_back(now, m))),
-            PULL_ENTRIES
-        ),
-        newest(
-            store,
-            (0..DELIVERY_DAYS).map(|d| deliveries_index(now - d * 86_400)),
-            DELIVERIES
-        ),
+    let lists = [DEPLOY_MOVES, PULL_EVENTS, DELIVERIES, CI_CONTEXTS].map(|list| list.name);
+    let (recent, stalls, connections, head, holder) = tokio::try_join!(
+        store.recent(&lists),
         store.stalls(),
         store.connections(now),
         store.outbox_head(),
         store.claim_holder(HOLDER_KEY),
     )?;
-    let deploys = deploy_rows(store, &deploy_history).await?;
-    let clients: std::collections::BTreeSet<&str> = connections
+    let [mut deploy_history, pulls, mut deliveries, contexts]: [Vec<HistoryEntry>; 4] = recent
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a recent list is missing".into()))?;
+    deploy_history.truncate(DEPLOY_MOVES.keep);
+    deliveries.truncate(DELIVERIES.keep);
+    let mut contexts: Vec<String> = contexts
         .iter()
-        .filter_map(|c| c.client.as_deref())
+        .filter_map(|e| text(&e.detail, "context").map(str::to_string))
         .collect();
-    let cursors = futures_util::future::try_join_all(clients.iter().map(|client| async move {
-        let (seq, moved) = tokio::try_join!(store.cursor(client), store.cursor_moved_at(client))?;
-        Ok::<_, StoreError>((*client, seq, moved))
-    }))
-    .await?;
+    contexts.sort();
+    let (deploys, cursors) = tokio::try_join!(
+        deploy_rows(store, &deploy_history, &contexts),
+        cursors(store, &connections),
+    )?;
     let cursor = |c: &crate::store::Connection| {
         cursors
             .iter()
-            .find(|(client, _, _)| Some(*client) == c.client.as_deref())
+            .find(|(client, _, _)| Some(client.as_str()) == c.client.as_deref())
     };
     let smokeys = connections
         .iter()
@@ -255,42 +276,28 @@ async fn read(
     })
 }
 
-/// The newest `limit` entries of `streams`, newest stream first, reading one stream after
-/// another only while fewer were found.
-async fn newest(
+/// Each connected key's cursor: its place and when it last moved.
+async fn cursors(
     store: &dyn Store,
-    streams: impl Iterator<Item = String>,
-    limit: usize,
-) -> Result<Vec<HistoryEntry>, StoreError> {
-    let mut found = Vec::new();
-    for stream in streams {
-        if found.len() >= limit {
-            break;
-        }
-        found.extend(store.history(&stream, limit - found.len()).await?);
-    }
-    Ok(found)
+    connections: &[crate::store::Connection],
+) -> Result<Vec<(String, Option<u64>, Option<i64>)>, StoreError> {
+    let clients: std::collections::BTreeSet<&str> = connections
+        .iter()
+        .filter_map(|c| c.client.as_deref())
+        .collect();
+    futures_util::future::try_join_all(clients.into_iter().map(|client| async move {
+        let (seq, moved) = tokio::try_join!(store.cursor(client), store.cursor_moved_at(client))?;
+        Ok((client.to_string(), seq, moved))
+    }))
+    .await
 }
 
-fn utc(at: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(at, 0).unwrap_or_default()
-}
-
-/// A moment `months` calendar months before `at` (the first of its month).
-fn month_back(at: i64, months: i64) -> i64 {
-    use chrono::Datelike;
-    let date = utc(at).date_naive();
-    let index = date.year() as i64 * 12 + date.month0() as i64 - months;
-    chrono::NaiveDate::from_ymd_opt((index / 12) as i32, (index % 12) as u32 + 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(at, |d| d.and_utc().timestamp())
-}
-
-/// The deploy entries with their commits' verdicts and CI results: the CI contexts are
-/// those of the newest commit (one query), read for every commit by key in one batch.
+/// The deploy entries with their commits' verdicts and results for `contexts`, read by
+/// key in one batch.
 async fn deploy_rows(
     store: &dyn Store,
     history: &[HistoryEntry],
+    contexts: &[String],
 ) -> Result<Vec<DeployRow>, StoreError> {
     let mut shas: Vec<String> = Vec::new();
     for sha in history.iter().filter_map(|e| text(&e.detail, "to")) {
@@ -298,17 +305,7 @@ async fn deploy_rows(
             shas.push(sha.to_string());
         }
     }
-    let mut contexts: Vec<String> = match shas.first() {
-        Some(newest) => store
-            .latest_statuses(newest)
-            .await?
-            .into_iter()
-            .map(|s| s.context)
-            .collect(),
-        None => Vec::new(),
-    };
-    contexts.sort();
-    let summaries = store.commit_summaries(&shas, &contexts).await?;
+    let summaries = store.commit_summaries(&shas, contexts).await?;
     Ok(history
         .iter()
         .map(|entry| {
@@ -577,20 +574,5 @@ impl PageAnswer {
         response
             .body(lambda_http::Body::from(self.body))
             .expect("status and headers are valid")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indexes_are_partitioned_by_day_and_month() {
-        // 2027-01-15 08:00:00 UTC.
-        let at = 1_800_000_000;
-        assert_eq!(deliveries_index(at), "deliveries/2027-01-15");
-        assert_eq!(pulls_index(at), "pulls/2027-01");
-        assert_eq!(pulls_index(month_back(at, 1)), "pulls/2026-12");
-        assert_eq!(pulls_index(month_back(at, 13)), "pulls/2025-12");
     }
 }

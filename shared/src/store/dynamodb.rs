@@ -19,7 +19,10 @@
 //! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently, |
 //! |                 |                     |                    | in one transaction with its     |
 //! |                 |                     |                    | outbox entry                    |
-//! | watched stall   | `stall`             | `stall#<key>`      | plain (reconcile passes)        |
+//! | watched stalls  | `stall`             | `list`             | one map (`stalls`), a key set   |
+//! |                 |                     |                    | or removed at a time            |
+//! | recent list     | `recent#<list>`     | `list`             | one map (`entries`), a key set  |
+//! |                 |                     |                    | at a time; trimmed to its size  |
 //!
 //! A latest-status item holds statuses and GitHub Actions results alike; its `source`
 //! attribute says which event reported it (none: a status, as version one wrote it).
@@ -50,6 +53,13 @@ const CLIENT_KEYS_PK: &str = "client-key";
 const OUTBOX_PK: &str = "outbox";
 const CURSORS_PK: &str = "cursor";
 const STALLS_PK: &str = "stall";
+/// The sort key of an item that holds a whole map: the stalls, a recent list.
+const LIST_SK: &str = "list";
+const STALLS_MAP: &str = "stalls";
+const RECENT_MAP: &str = "entries";
+/// How many keys one trim of a recent list removes per request (an update expression is
+/// at most 4 KB).
+const TRIM_CHUNK: usize = 50;
 
 /// The store on DynamoDB: the main table and the connections table.
 #[derive(Debug, Clone)]
@@ -76,6 +86,90 @@ impl DynamoStore {
             .await
             .map_err(unavailable)?;
         place(&output.attributes.unwrap_or_default())
+    }
+
+    /// Sets `key` of the map `map` in the item (`pk`, `LIST_SK`) to `value`, creating the
+    /// map the first time, and counts the write: the count after it.
+    async fn put_in_map(
+        &self,
+        pk: &str,
+        map: &str,
+        key: &str,
+        value: String,
+    ) -> Result<i64, StoreError> {
+        let put = || {
+            self.client
+                .update_item()
+                .table_name(&self.tables.main)
+                .key("pk", s(pk))
+                .key("sk", s(LIST_SK))
+                .update_expression("SET #map.#key = :value ADD #writes :one")
+                .expression_attribute_names("#map", map)
+                .expression_attribute_names("#key", key)
+                .expression_attribute_names("#writes", "writes")
+                .expression_attribute_values(":value", s(&value))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+        };
+        let output = match put().await {
+            Ok(output) => output,
+            // The map does not exist yet: make it (whoever is first), then set the key.
+            Err(e) if e.code() == Some("ValidationException") => {
+                self.client
+                    .update_item()
+                    .table_name(&self.tables.main)
+                    .key("pk", s(pk))
+                    .key("sk", s(LIST_SK))
+                    .update_expression("SET #map = if_not_exists(#map, :empty)")
+                    .expression_attribute_names("#map", map)
+                    .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                put().await.map_err(unavailable)?
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        number(&output.attributes.unwrap_or_default(), "writes")
+    }
+
+    /// Removes all but the newest `keep` entries of a recent list. A concurrent note is
+    /// never lost: only keys read here as too old are removed.
+    async fn trim_recent(&self, pk: &str, keep: usize) -> Result<(), StoreError> {
+        let Some(item) = self.get(pk.to_string(), LIST_SK).await? else {
+            return Ok(());
+        };
+        let entries = recent_entries(&item)?;
+        let kept: BTreeSet<String> = newest_entries(entries.clone(), keep)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let old: Vec<String> = entries
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| !kept.contains(key))
+            .collect();
+        for chunk in old.chunks(TRIM_CHUNK) {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.tables.main)
+                .key("pk", s(pk))
+                .key("sk", s(LIST_SK))
+                .expression_attribute_names("#map", RECENT_MAP);
+            let mut paths = Vec::new();
+            for (i, key) in chunk.iter().enumerate() {
+                update = update.expression_attribute_names(format!("#k{i}"), key);
+                paths.push(format!("#map.#k{i}"));
+            }
+            update
+                .update_expression(format!("REMOVE {}", paths.join(", ")))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     /// A store on `tables` through `client`. Does no network I/O.
@@ -515,72 +609,97 @@ fn verdict_record(item: &Item) -> Result<VerdictRecord, StoreError> {
 #[async_trait]
 impl Stalls for DynamoStore {
     async fn stalls(&self) -> Result<Vec<(String, Stall)>, StoreError> {
-        self.query(STALLS_PK.to_string(), SortKeys::Prefix("stall#"))
-            .await?
-            .iter()
-            .map(|item| {
-                let key = text(item, "sk")?;
-                let stall = Stall {
-                    since: number(item, "since")?,
-                    alerted: number(item, "alerted")? == 1,
-                };
-                Ok((key.trim_start_matches("stall#").to_string(), stall))
+        let Some(item) = self.get(STALLS_PK.to_string(), LIST_SK).await? else {
+            return Ok(Vec::new());
+        };
+        map_entries(&item, STALLS_MAP)?
+            .into_iter()
+            .map(|(key, value)| {
+                let stall = serde_json::from_str(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("stall {key}: {e}")))?;
+                Ok((key, stall))
             })
             .collect()
     }
 
     async fn put_stall(&self, key: &str, stall: &Stall) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.main)
-            .item("pk", s(STALLS_PK))
-            .item("sk", s(format!("stall#{key}")))
-            .item("since", n(stall.since))
-            .item("alerted", n(i64::from(stall.alerted)))
-            .item(TTL_ATTRIBUTE, n(stall.since + ttl::STALL))
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let value = serde_json::to_string(stall).expect("a stall serialises");
+        self.put_in_map(STALLS_PK, STALLS_MAP, key, value).await?;
         Ok(())
     }
 
     async fn remove_stall(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
+        let removed = self
+            .client
+            .update_item()
             .table_name(&self.tables.main)
             .key("pk", s(STALLS_PK))
-            .key("sk", s(format!("stall#{key}")))
+            .key("sk", s(LIST_SK))
+            .update_expression("REMOVE #map.#key")
+            .condition_expression("attribute_exists(#map.#key)")
+            .expression_attribute_names("#map", STALLS_MAP)
+            .expression_attribute_names("#key", key)
             .send()
-            .await
-            .map_err(unavailable)?;
+            .await;
+        // Not there (or no stall ever was): nothing to remove.
+        applied(removed).map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Recent for DynamoStore {
+    async fn note_recent(
+        &self,
+        list: &str,
+        id: Option<&str>,
+        entry: &HistoryEntry,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let id = id.map_or_else(|| entry_key(entry.at), str::to_string);
+        let value = serde_json::to_string(entry).expect("a history entry serialises");
+        let pk = recent_pk(list);
+        let writes = self.put_in_map(&pk, RECENT_MAP, &id, value).await?;
+        if writes % (keep as i64 / 4).max(1) == 0 {
+            self.trim_recent(&pk, keep).await?;
+        }
         Ok(())
+    }
+
+    async fn recent(&self, lists: &[&str]) -> Result<Vec<Vec<HistoryEntry>>, StoreError> {
+        let keys: Vec<(String, String)> = lists
+            .iter()
+            .map(|list| (recent_pk(list), LIST_SK.to_string()))
+            .collect();
+        let items = self.batch_get(&keys).await?;
+        keys.iter()
+            .map(|(pk, _)| {
+                let Some(item) = items.iter().find(|i| optional_text(i, "pk").as_ref() == Some(pk))
+                else {
+                    return Ok(Vec::new());
+                };
+                let entries = recent_entries(item)?;
+                Ok(newest_entries(entries, usize::MAX)
+                    .into_iter()
+                    .map(|(_, entry)| entry)
+                    .collect())
+            })
+            .collect()
     }
 }
 
 #[async_trait]
 impl History for DynamoStore {
     async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
-        let mut suffix = [0u8; 6];
-        getrandom::fill(&mut suffix).expect("the operating system has a random source");
         self.client
             .put_item()
             .table_name(&self.tables.main)
             .item("pk", s(format!("history#{stream}")))
-            // Entries of the same second keep the order they were written in.
-            .item(
-                "sk",
-                s(format!(
-                    "{:012}#{:016}#{}",
-                    entry.at,
-                    written_micros(),
-                    hex::encode(suffix)
-                )),
-            )
+            .item("sk", s(entry_key(entry.at)))
             .item("at", n(entry.at))
             .item("delivery_id", s(&entry.delivery_id))
             .item("outcome", s(entry.outcome.as_str()))
             .item("detail", s(entry.detail.to_string()))
-            .item(TTL_ATTRIBUTE, n(entry.at + ttl::history(stream)))
+            .item(TTL_ATTRIBUTE, n(entry.at + ttl::HISTORY))
             .send()
             .await
             .map_err(unavailable)?;
@@ -1007,6 +1126,38 @@ fn item<const N: usize>(attributes: [(&str, AttributeValue); N]) -> Item {
     attributes
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn recent_pk(list: &str) -> String {
+    format!("recent#{list}")
+}
+
+/// The keys and (string) values of the map `map` in `item`.
+fn map_entries(item: &Item, map: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let Some(value) = item.get(map) else {
+        return Ok(Vec::new());
+    };
+    let entries = value
+        .as_m()
+        .map_err(|_| StoreError::Corrupt(format!("attribute {map} is not a map")))?;
+    entries
+        .iter()
+        .map(|(key, value)| match value.as_s() {
+            Ok(text) => Ok((key.clone(), text.clone())),
+            Err(_) => Err(StoreError::Corrupt(format!("{map}.{key} is not a string"))),
+        })
+        .collect()
+}
+
+fn recent_entries(item: &Item) -> Result<Vec<(String, HistoryEntry)>, StoreError> {
+    map_entries(item, RECENT_MAP)?
+        .into_iter()
+        .map(|(key, value)| {
+            let entry = serde_json::from_str(&value)
+                .map_err(|e| StoreError::Corrupt(format!("recent entry {key}: {e}")))?;
+            Ok((key, entry))
+        })
         .collect()
 }
 

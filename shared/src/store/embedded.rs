@@ -35,6 +35,9 @@ struct State {
     sightings: HashMap<String, i64>,
     #[serde(default)]
     stalls: BTreeMap<String, Stall>,
+    /// list -> id -> entry
+    #[serde(default)]
+    recent: BTreeMap<String, BTreeMap<String, HistoryEntry>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,10 +277,9 @@ impl Stalls for EmbeddedStore {
 impl History for EmbeddedStore {
     async fn append_history(&self, stream: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
         self.change(|state| {
-            // What DynamoDB's TTL would have removed by now goes, whole streams included
-            // (the status page's indexes start a stream a day).
-            state.history.retain(|name, entries| {
-                entries.retain(|e| e.at + ttl::history(name) > entry.at);
+            // What DynamoDB's TTL would have removed by now goes.
+            state.history.retain(|_, entries| {
+                entries.retain(|e| e.at + ttl::HISTORY > entry.at);
                 !entries.is_empty()
             });
             state
@@ -296,6 +298,43 @@ impl History for EmbeddedStore {
             entries.sort_by_key(|e| std::cmp::Reverse(e.at));
             entries.truncate(limit);
             entries
+        })
+    }
+}
+
+#[async_trait]
+impl Recent for EmbeddedStore {
+    async fn note_recent(
+        &self,
+        list: &str,
+        id: Option<&str>,
+        entry: &HistoryEntry,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let id = id.map_or_else(|| entry_key(entry.at), str::to_string);
+        self.change(|state| {
+            let entries = state.recent.entry(list.to_string()).or_default();
+            entries.insert(id, entry.clone());
+            if entries.len() > keep {
+                *entries = newest_entries(std::mem::take(entries), keep)
+                    .into_iter()
+                    .collect();
+            }
+        })
+    }
+
+    async fn recent(&self, lists: &[&str]) -> Result<Vec<Vec<HistoryEntry>>, StoreError> {
+        self.read(|state| {
+            lists
+                .iter()
+                .map(|list| {
+                    let entries = state.recent.get(*list).cloned().unwrap_or_default();
+                    newest_entries(entries, usize::MAX)
+                        .into_iter()
+                        .map(|(_, entry)| entry)
+                        .collect()
+                })
+                .collect()
         })
     }
 }

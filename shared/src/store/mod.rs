@@ -39,21 +39,6 @@ pub mod ttl {
     pub const CURSOR: i64 = 30 * DAY;
     /// A bridged frame's fingerprint, kept longer than any window overlap.
     pub const SIGHTING: i64 = 10 * 60;
-    /// A watched stall nobody cleared (the reconcile job stopped): a month.
-    pub const STALL: i64 = 30 * DAY;
-
-    /// How long the entries of history `stream` are kept: the status page's indexes as
-    /// long as it looks back (a week of deliveries, two months of pull request events),
-    /// every other history a year.
-    pub fn history(stream: &str) -> i64 {
-        if stream.starts_with("deliveries/") {
-            8 * DAY
-        } else if stream.starts_with("pulls/") {
-            62 * DAY
-        } else {
-            HISTORY
-        }
-    }
 }
 
 /// A delivery marked as in progress longer than this is taken to have crashed and may be
@@ -227,6 +212,48 @@ pub trait History: Send + Sync {
     async fn history(&self, stream: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
+/// Short lists of the newest entries of a kind (deploy moves, deliveries, pull request
+/// events), each kept whole in one place so that the status page reads them by key.
+#[async_trait]
+pub trait Recent: Send + Sync {
+    /// Puts `entry` in `list` under `id` (the same id again replaces its entry; `None`:
+    /// a new one). The list keeps its newest `keep` entries by time; it may hold up to a
+    /// quarter more between trims.
+    async fn note_recent(
+        &self,
+        list: &str,
+        id: Option<&str>,
+        entry: &HistoryEntry,
+        keep: usize,
+    ) -> Result<(), StoreError>;
+
+    /// The entries of each of `lists`, newest first, in one read.
+    async fn recent(&self, lists: &[&str]) -> Result<Vec<Vec<HistoryEntry>>, StoreError>;
+}
+
+/// A key for an entry written at `at` that sorts by time, then by the moment of writing
+/// (entries of the same second keep the order they were written in), and is unique.
+pub(crate) fn entry_key(at: i64) -> String {
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).expect("the operating system has a random source");
+    format!(
+        "{at:012}#{:016}#{}",
+        chrono::Utc::now().timestamp_micros(),
+        hex::encode(suffix)
+    )
+}
+
+/// The newest `keep` of a recent list's entries, newest first, by time then key.
+pub(crate) fn newest_entries(
+    entries: impl IntoIterator<Item = (String, HistoryEntry)>,
+    keep: usize,
+) -> Vec<(String, HistoryEntry)> {
+    let mut entries: Vec<_> = entries.into_iter().collect();
+    entries.sort_by(|(a_key, a), (b_key, b)| (b.at, b_key).cmp(&(a.at, a_key)));
+    entries.truncate(keep);
+    entries
+}
+
 /// Once-only claims on work that concurrent deliveries share.
 #[async_trait]
 pub trait Claims: Send + Sync {
@@ -355,11 +382,12 @@ pub trait Stalls: Send + Sync {
 /// Every capability at once: what a store implements, and what the composition root
 /// hands out (each route then uses the parts it needs).
 pub trait Store:
-    Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox + Stalls
+    Ledger + Commits + History + Recent + Claims + Connections + ClientKeys + Outbox + Stalls
 {
 }
 
-impl<T: Ledger + Commits + History + Claims + Connections + ClientKeys + Outbox + Stalls> Store
-    for T
+impl<
+    T: Ledger + Commits + History + Recent + Claims + Connections + ClientKeys + Outbox + Stalls,
+> Store for T
 {
 }
