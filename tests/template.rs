@@ -337,3 +337,31 @@ fn the_outputs_are_what_github_and_smokey_need() {
     }
     assert!(value("WebSocketUrl").starts_with("!Sub wss://"));
 }
+
+#[test]
+fn the_status_page_only_reads_by_key() {
+    let template = template();
+    let (_, page) = &functions(&template)["status-page"];
+    let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
+    for policy in page["Properties"]["Policies"].as_sequence().expect("Policies") {
+        for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+            let actions = match &statement["Action"] {
+                Value::Sequence(actions) => actions.iter().map(show).collect(),
+                action => vec![show(action)],
+            };
+            for action in actions.into_iter().filter(|a| a.starts_with("dynamodb:")) {
+                granted.insert((action, show(&statement["Resource"])));
+            }
+        }
+    }
+    let table = |name: &str| format!("!GetAtt {name}.Arn");
+    let expected: BTreeSet<(String, String)> = [
+        ("dynamodb:GetItem", table("RelayTable")),
+        ("dynamodb:BatchGetItem", table("RelayTable")),
+        ("dynamodb:Scan", table("ConnectionsTable")),
+    ]
+    .into_iter()
+    .map(|(action, resource)| (action.to_string(), resource))
+    .collect();
+    assert_eq!(granted, expected);
+}
