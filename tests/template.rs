@@ -343,7 +343,10 @@ fn the_status_page_only_reads_by_key() {
     let template = template();
     let (_, page) = &functions(&template)["status-page"];
     let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
-    for policy in page["Properties"]["Policies"].as_sequence().expect("Policies") {
+    for policy in page["Properties"]["Policies"]
+        .as_sequence()
+        .expect("Policies")
+    {
         for statement in policy["Statement"].as_sequence().into_iter().flatten() {
             let actions = match &statement["Action"] {
                 Value::Sequence(actions) => actions.iter().map(show).collect(),

@@ -275,7 +275,7 @@ async fn reconcile_once(args: StoreArgs, dry_run: bool) -> Result<(), String> {
                 || endpoint.starts_with("http://localhost")
             {
                 true => ManagementApi::local(&endpoint),
-                false => ManagementApi::new(&setup::sdk_config().await, &endpoint),
+                false => ManagementApi::new(&sdk_config().await, &endpoint),
             };
             let broadcaster =
                 Broadcaster::new(Arc::clone(&store), Arc::new(api), Arc::clone(&clock));
@@ -328,7 +328,7 @@ async fn why(what: WhyWhat, args: StoreArgs) -> Result<(), String> {
 
 /// Who may read /status: STATUS_TOKEN (or the secret STATUS_TOKEN_ARN names), STATUS_PUBLIC.
 async fn status_access() -> Result<Access, String> {
-    let sdk = setup::sdk_config().await;
+    let sdk = sdk_config().await;
     let token = SecretReader::new(&ProcessEnv, &sdk)
         .status_token()
         .await
@@ -338,7 +338,7 @@ async fn status_access() -> Result<Access, String> {
 
 /// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.
 async fn bridge() -> Result<Option<BridgeConfig>, String> {
-    let sdk = setup::sdk_config().await;
+    let sdk = sdk_config().await;
     let key = SecretReader::new(&ProcessEnv, &sdk)
         .metasmoke_key()
         .await
@@ -361,7 +361,7 @@ async fn bridge() -> Result<Option<BridgeConfig>, String> {
 /// GitHub through octocrab with GITHUB_TOKEN (or a GitHub App); without credentials, a dry
 /// run that reads anonymously and logs the writes it would make.
 async fn github(relay: &RelayConfig) -> Result<Arc<dyn GitHub>, String> {
-    let sdk = setup::sdk_config().await;
+    let sdk = sdk_config().await;
     let reader = SecretReader::new(&ProcessEnv, &sdk);
     let credentials = reader
         .github_credentials()
@@ -377,6 +377,15 @@ async fn github(relay: &RelayConfig) -> Result<Arc<dyn GitHub>, String> {
     Ok(Arc::new(DryRun::new(Arc::new(octocrab))))
 }
 
+/// The AWS SDK's configuration from its whole chain (profiles, SSO, credential processes:
+/// this runs on an operator's machine), with the functions' timeouts.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(setup::aws_timeouts())
+        .load()
+        .await
+}
+
 async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
     let dynamodb = args.dynamodb || std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
     if !dynamodb {
@@ -386,7 +395,7 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
         });
     }
     let tables = Tables::from_source(&ProcessEnv).map_err(|e| e.to_string())?;
-    let client = aws_sdk_dynamodb::Client::new(&setup::sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     if args.create_tables {
         create_tables(&client, &tables)
             .await

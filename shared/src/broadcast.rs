@@ -6,6 +6,7 @@
 //! that subscribes again is sent what it missed since its cursor (`replay`), so a verdict
 //! decided while a Smokey reconnects is not lost.
 
+use aws_types::SdkConfig;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ pub struct ManagementApi {
 impl ManagementApi {
     /// A client for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
     /// or the local gateway's URL). Does no network I/O.
-    pub fn new(sdk: &aws_config::SdkConfig, endpoint: &str) -> Self {
+    pub fn new(sdk: &SdkConfig, endpoint: &str) -> Self {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
             .endpoint_url(endpoint)
             .build();

@@ -4,17 +4,18 @@
 
 use crate::config::{ConfigError, Secret, Source};
 use crate::github::octocrab_client::Credentials;
+use aws_types::SdkConfig;
 
 /// Reads secrets, asking Secrets Manager only for values given by ARN.
 pub struct SecretReader<'a> {
     env: &'a dyn Source,
-    sdk: &'a aws_config::SdkConfig,
+    sdk: &'a SdkConfig,
     client: std::sync::OnceLock<aws_sdk_secretsmanager::Client>,
 }
 
 impl<'a> SecretReader<'a> {
     /// Reads `env`, and Secrets Manager through `sdk` when asked for an ARN.
-    pub fn new(env: &'a dyn Source, sdk: &'a aws_config::SdkConfig) -> Self {
+    pub fn new(env: &'a dyn Source, sdk: &'a SdkConfig) -> Self {
         Self {
             env,
             sdk,
@@ -34,9 +35,12 @@ impl<'a> SecretReader<'a> {
         let Some(arn) = self.env.get(arn_var) else {
             return Ok(None);
         };
-        let client = self
-            .client
-            .get_or_init(|| aws_sdk_secretsmanager::Client::new(self.sdk));
+        let client = self.client.get_or_init(|| {
+            let mut config = aws_sdk_secretsmanager::config::Builder::from(self.sdk);
+            config.set_endpoint_url(crate::setup::service_endpoint("SECRETS_MANAGER"));
+            let config = config.build();
+            aws_sdk_secretsmanager::Client::from_conf(config)
+        });
         let output = client
             .get_secret_value()
             .secret_id(&arn)
@@ -159,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_webhook_secret_is_named_in_one_line() {
-        let sdk = aws_config::SdkConfig::builder().build();
+        let sdk = SdkConfig::builder().build();
         let env = reader_test(&[]);
         let error = SecretReader::new(&env, &sdk)
             .webhook_secrets()
@@ -172,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn github_credentials_from_the_environment() {
-        let sdk = aws_config::SdkConfig::builder().build();
+        let sdk = SdkConfig::builder().build();
         let env = reader_test(&[("GITHUB_TOKEN", "ghp_x")]);
         let reader = SecretReader::new(&env, &sdk);
         assert!(matches!(

@@ -1,10 +1,11 @@
 //! Cold start: settings read and clients built once, for the function binaries.
 //!
-//! The SDK configuration comes from the standard chain (region, credentials, endpoint
-//! overrides such as `AWS_ENDPOINT_URL_DYNAMODB`). Credentials resolve at the first call,
-//! and Secrets Manager is asked only for settings given by ARN, so a local configuration
-//! waits on no network at start.
+//! The SDK configuration comes from the environment Lambda gives a function (region,
+//! the role's credentials, endpoint overrides such as `AWS_ENDPOINT_URL_DYNAMODB`);
+//! relay-local passes its own, from the SDK's whole chain. Nothing waits on the network at
+//! start: Secrets Manager is asked only for settings given by ARN.
 
+use aws_types::SdkConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +29,50 @@ use crate::secrets::{self, SecretReader};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 
-/// The AWS SDK's configuration from the environment, with `aws_timeouts`.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(aws_timeouts())
-        .load()
-        .await
+/// The AWS SDK's configuration from the environment Lambda gives a function, with
+/// `aws_timeouts`: `AWS_REGION` (or `AWS_DEFAULT_REGION`), the role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_ENDPOINT_URL`;
+/// each client adds its service's own endpoint override (`service_endpoint`). Not the
+/// SDK's whole chain (profiles, SSO, web identity): on Lambda the environment holds all of
+/// it, and the chain with its STS client is a tenth of each binary and most of its init.
+pub fn sdk_config() -> SdkConfig {
+    use aws_sdk_dynamodb::config::{
+        BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
+    let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Some(SharedCredentialsProvider::new(Credentials::new(
+            id,
+            secret,
+            env("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        ))),
+        _ => None,
+    };
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .timeout_config(aws_timeouts());
+    config.set_region(region.map(Region::new));
+    config.set_credentials_provider(credentials);
+    config.set_endpoint_url(env("AWS_ENDPOINT_URL"));
+    config.build()
+}
+
+/// The endpoint override for one service (`AWS_ENDPOINT_URL_DYNAMODB`,
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`), as the SDK's chain reads it.
+pub fn service_endpoint(service: &str) -> Option<String> {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .ok()
+        .filter(|value| !value.is_empty())
 }
 
 /// Timeouts for every AWS call (DynamoDB, @connections, Secrets Manager): without them a
 /// server that accepts and never answers holds a delivery for as long as the SDK likes.
 /// Inside the 8 s answer budget, with room for a retry.
-pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
+pub fn aws_timeouts() -> aws_types::sdk_config::TimeoutConfig {
+    aws_types::sdk_config::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(4))
@@ -48,19 +80,19 @@ pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
 }
 
 /// The DynamoDB store named by `TABLE_NAME` and `CONNECTIONS_TABLE`.
-pub fn store(sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Store>, ConfigError> {
+pub fn store(sdk: &SdkConfig) -> Result<Arc<dyn Store>, ConfigError> {
     let tables = Tables::from_source(&ProcessEnv)?;
+    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+    config.set_endpoint_url(service_endpoint("DYNAMODB"));
+    let config = config.build();
     Ok(Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_dynamodb::Client::from_conf(config),
         tables,
     )))
 }
 
 /// The broadcaster posting through `WEBSOCKET_ENDPOINT`.
-pub fn broadcaster(
-    sdk: &aws_config::SdkConfig,
-    store: Arc<dyn Store>,
-) -> Result<Broadcaster, ConfigError> {
+pub fn broadcaster(sdk: &SdkConfig, store: Arc<dyn Store>) -> Result<Broadcaster, ConfigError> {
     let endpoint = config::websocket_endpoint(&ProcessEnv)?;
     Ok(Broadcaster::new(
         store,
@@ -91,7 +123,7 @@ pub async fn github(
 }
 
 /// What every webhook function shares: its settings, secrets, store and notifier.
-async fn relay(sdk: &aws_config::SdkConfig) -> Result<Relay, ConfigError> {
+async fn relay(sdk: &SdkConfig) -> Result<Relay, ConfigError> {
     let config = RelayConfig::from_source(&ProcessEnv)?;
     let secrets = SecretReader::new(&ProcessEnv, sdk)
         .webhook_secrets()
@@ -110,7 +142,7 @@ async fn relay(sdk: &aws_config::SdkConfig) -> Result<Relay, ConfigError> {
 
 /// `github-status`'s route.
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.status_hook(github))
@@ -118,7 +150,7 @@ pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
 
 /// `github-push`'s route.
 pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.push_hook(github))
@@ -126,7 +158,7 @@ pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
 
 /// `status-page`'s parts: the store (read only), the token, `STATUS_PUBLIC`, `BOT_LOGIN`.
 pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let token = SecretReader::new(&ProcessEnv, &sdk).status_token().await?;
     Ok(crate::overview::StatusPage {
         store: store(&sdk)?,
@@ -138,7 +170,7 @@ pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
 
 /// `reconcile`'s pass: the webhook routes' parts (no webhook secret: it takes no webhooks).
 pub async fn reconcile() -> Result<Reconcile, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let config = RelayConfig::from_source(&ProcessEnv)?;
     let store = store(&sdk)?;
     let notifier = Arc::new(broadcaster(&sdk, Arc::clone(&store))?);
@@ -158,7 +190,7 @@ pub async fn reconcile() -> Result<Reconcile, ConfigError> {
 
 /// `github-pull-request`'s two routes.
 pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.pull_request_routes(github))
@@ -166,7 +198,7 @@ pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
 
 /// The WebSocket routes' handlers.
 pub async fn sockets() -> Result<Sockets, ConfigError> {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     Ok(Sockets {
         broadcaster: broadcaster(&sdk, store(&sdk)?)?,
         replay_window: config::replay_window(&ProcessEnv)?,
@@ -178,7 +210,7 @@ pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let interval = config::ping_interval(&ProcessEnv)?;
     let window = config::keepalive_window(&ProcessEnv)?;
     let overlap = config::bridge_overlap(&ProcessEnv)?;
-    let sdk = sdk_config().await;
+    let sdk = sdk_config();
     let broadcaster = broadcaster(&sdk, store(&sdk)?)?;
     let key = SecretReader::new(&ProcessEnv, &sdk).metasmoke_key().await?;
     let bridge = config::bridge(&ProcessEnv, key)?.map(|config| Bridge {

@@ -86,6 +86,10 @@ async fn main() {
         ("KEEPALIVE_WINDOW_SECONDS", "1".to_string()),
         ("PING_INTERVAL_SECONDS", "1".to_string()),
     ];
+    // A repository where deploy is master: the reconcile pass reads and finds nothing to do.
+    let repo = integration_tests::fake_repo::FakeRepo::start(&[("README.md", "hello\n")]).await;
+    let head = repo.head("master").unwrap();
+    repo.set_branch("deploy", &head);
     let cases = [
         Case {
             binary: "hello-lambda",
@@ -126,6 +130,19 @@ async fn main() {
             binary: "ws-keepalive",
             event: "ws-keepalive/schedule.json",
             env: one_ping,
+        },
+        Case {
+            binary: "reconcile",
+            event: "reconcile/schedule.json",
+            env: vec![("GITHUB_API_URL", repo.server.uri())],
+        },
+        Case {
+            binary: "status-page",
+            event: "status-page/status-json.json",
+            env: vec![(
+                "STATUS_TOKEN",
+                "events-status-token-not-for-production".to_string(),
+            )],
         },
     ];
     println!(

@@ -95,7 +95,11 @@ fn shows_a_full_page(body: &str) {
     assert_eq!(count("stalls"), 2, "{body}");
     assert_eq!(count("smokeys"), 3, "{body}");
     assert!(count("open_pulls") > 100, "{body}");
-    assert_eq!(page["deploys"][0]["ci"].as_array().map_or(0, Vec::len), 3, "{body}");
+    assert_eq!(
+        page["deploys"][0]["ci"].as_array().map_or(0, Vec::len),
+        3,
+        "{body}"
+    );
     assert_eq!(page["deploys"][0]["verdict"], "success", "{body}");
 }
 

@@ -673,7 +673,9 @@ impl Recent for DynamoStore {
         let items = self.batch_get(&keys).await?;
         keys.iter()
             .map(|(pk, _)| {
-                let Some(item) = items.iter().find(|i| optional_text(i, "pk").as_ref() == Some(pk))
+                let Some(item) = items
+                    .iter()
+                    .find(|i| optional_text(i, "pk").as_ref() == Some(pk))
                 else {
                     return Ok(Vec::new());
                 };

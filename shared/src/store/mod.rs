@@ -386,8 +386,7 @@ pub trait Store:
 {
 }
 
-impl<
-    T: Ledger + Commits + History + Recent + Claims + Connections + ClientKeys + Outbox + Stalls,
-> Store for T
+impl<T: Ledger + Commits + History + Recent + Claims + Connections + ClientKeys + Outbox + Stalls>
+    Store for T
 {
 }
