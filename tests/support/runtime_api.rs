@@ -213,6 +213,17 @@ pub struct FunctionProcess {
     pub started: Instant,
 }
 
+/// This machine's CA bundle, which the functions are pointed at as template.yaml points
+/// them at provided.al2023's.
+fn ca_bundle() -> Option<&'static str> {
+    [
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ]
+    .into_iter()
+    .find(|file| std::path::Path::new(file).exists())
+}
+
 impl FunctionProcess {
     /// Starts `binary` as Lambda would, with `env` on top of the Lambda variables.
     pub fn spawn(binary: &std::path::Path, api: &RuntimeApi, env: &[(&str, String)]) -> Self {
@@ -230,6 +241,7 @@ impl FunctionProcess {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(ca_bundle().map(|file| ("SSL_CERT_FILE", file)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
