@@ -2,7 +2,7 @@
 # build-relay's benchmarks (docs/PERFORMANCE.md): intake hot path, cold start and peak RSS,
 # binary and zip sizes, fan-out, gateway throughput. Each is reported against a baseline
 # measured in the same run. Starts moto like the test command and stops it afterwards.
-# Usage: scripts/bench.sh [intake|cold_start|size|fanout|throughput|status_page ...] (default: all)
+# Usage: scripts/bench.sh [intake|cold_start|size|fanout|throughput|status_page|round_trips ...] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -10,7 +10,7 @@ source scripts/moto.sh
 
 FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile status-page)
 selected=("$@")
-[ ${#selected[@]} -gt 0 ] || selected=(intake cold_start size fanout throughput status_page)
+[ ${#selected[@]} -gt 0 ] || selected=(intake cold_start size fanout throughput status_page round_trips)
 wants() { [[ " ${selected[*]} " == *" $1 "* ]]; }
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -48,12 +48,12 @@ if wants intake; then
 fi
 
 needs_moto=false
-for b in cold_start fanout throughput status_page; do wants "$b" && needs_moto=true; done
+for b in cold_start fanout throughput status_page round_trips; do wants "$b" && needs_moto=true; done
 if $needs_moto; then
     ensure_venv scripts/requirements-test.txt
     start_moto
 fi
-for bench in cold_start fanout throughput status_page; do
+for bench in cold_start fanout throughput status_page round_trips; do
     if wants "$bench"; then
         step "$bench"
         cargo bench --locked -p integration-tests --bench "$bench"
