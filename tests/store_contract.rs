@@ -186,20 +186,42 @@ async fn statuses_keep_every_field(backend: Backend) {
 async fn a_verdict_is_claimed_once(backend: Backend) {
     let store = store(backend).await;
     let first = verdict_record("d1");
+    // The claim and its message, at a place given out before: both.
+    let place = store.reserve_place().await.unwrap();
     assert_eq!(
-        store.claim_verdict(&first).await.unwrap(),
+        store
+            .claim_verdict(&first, Some((place, "the verdict")))
+            .await
+            .unwrap(),
         VerdictClaim::Claimed
     );
-    let VerdictClaim::Taken(existing) = store.claim_verdict(&verdict_record("d2")).await.unwrap()
+    // A second claim, with a message of its own: neither.
+    let later = store.reserve_place().await.unwrap();
+    let VerdictClaim::Taken(existing) = store
+        .claim_verdict(&verdict_record("d2"), Some((later, "again")))
+        .await
+        .unwrap()
     else {
         panic!("second claim must see the first");
     };
     assert_eq!(existing, first);
+    let outbox = store.outbox_after(0, 0, 10).await.unwrap();
+    assert_eq!(
+        outbox
+            .iter()
+            .map(|e| (e.seq, e.message.as_str(), e.at))
+            .collect::<Vec<_>>(),
+        [(place, "the verdict", NOW)]
+    );
+    assert_eq!(store.outbox_head().await.unwrap(), later);
     store
         .mark_verdict_notified(&first.verdict.sha, NOW + 5, 3)
         .await
         .unwrap();
-    let VerdictClaim::Taken(existing) = store.claim_verdict(&verdict_record("d3")).await.unwrap()
+    let VerdictClaim::Taken(existing) = store
+        .claim_verdict(&verdict_record("d3"), None)
+        .await
+        .unwrap()
     else {
         panic!("still taken");
     };
@@ -249,7 +271,7 @@ async fn concurrent_claims_have_one_winner(backend: Backend) {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             store
-                .claim_verdict(&verdict_record(&format!("d{i}")))
+                .claim_verdict(&verdict_record(&format!("d{i}")), None)
                 .await
                 .unwrap()
         })
@@ -681,7 +703,10 @@ async fn commit_summaries_read_verdicts_and_named_results_by_key(backend: Backen
     ] {
         store.record_status(&record).await.unwrap();
     }
-    store.claim_verdict(&verdict_record("d1")).await.unwrap();
+    store
+        .claim_verdict(&verdict_record("d1"), None)
+        .await
+        .unwrap();
     let shas = [first.clone(), other.sha.clone(), "00".repeat(20)];
     let contexts = ["ci/a".to_string(), "ci/b".to_string()];
     let summaries = store.commit_summaries(&shas, &contexts).await.unwrap();

@@ -410,7 +410,7 @@ impl Bridge {
         report.forwarded += 1;
         let mut wait = STORE_RETRY_FIRST;
         loop {
-            match self.broadcaster.deliver(seq, &message).await {
+            match self.broadcaster.deliver(seq, &message, None).await {
                 // The connections could not be read: nobody has it yet.
                 Err(NotifyError::Store(error)) if Instant::now() + wait < deadline => {
                     tracing::warn!(%error, seq, retry_in_ms = wait.as_millis() as u64, "metasmoke bridge: frame stored, connections unreadable; retrying");

@@ -18,7 +18,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::cable;
 use crate::clock::Clock;
-use crate::notify::{Notifier, NotifyError, Reach, SmokeyMessage};
+use crate::notify::{AfterPosts, Notifier, NotifyError, Reach, SmokeyMessage};
 use crate::store::{Connection, Store, StoreError};
 
 /// Posts in flight at once. API Gateway's management API throttles per account, and the
@@ -307,15 +307,30 @@ impl Notifier for Broadcaster {
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError> {
         let text = message.to_json();
         let seq = self.store.append_outbox(&text, self.clock.now()).await?;
-        self.deliver(seq, &text).await
+        self.deliver(seq, &text, None).await
+    }
+
+    async fn deliver(
+        &self,
+        place: u64,
+        message: &SmokeyMessage,
+        after: Option<AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError> {
+        Broadcaster::deliver(self, place, &message.to_json(), after).await
     }
 }
 
 impl Broadcaster {
-    /// Posts outbox entry `seq` (`text`) to every subscribed connection and moves the
-    /// cursors of the keys that took it. Should this fail or never run, the entry is still
-    /// in the outbox: a key that resubscribes is sent it.
-    pub async fn deliver(&self, seq: u64, text: &str) -> Result<Reach, NotifyError> {
+    /// Posts outbox entry `seq` (`text`) to every subscribed connection, then moves the
+    /// cursors of the keys that took it, forgets connections found gone and makes `after`,
+    /// all at once. Should this fail or never run, the entry is still in the outbox: a key
+    /// that resubscribes is sent it.
+    pub async fn deliver(
+        &self,
+        seq: u64,
+        text: &str,
+        after: Option<AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError> {
         let connections = self.store.connections(self.clock.now()).await?;
         let (mut posts, mut oversized, mut largest) = (Vec::new(), 0, 0);
         for connection in &connections {
@@ -335,10 +350,21 @@ impl Broadcaster {
             return Err(NotifyError::TooLarge(largest));
         }
         let round = self.post_all(posts).await;
-        self.advance_cursors(&connections, &round.took, seq).await;
-        self.forget(&round.gone).await;
+        let (took, gone) = (round.took.clone(), round.gone.clone());
         let mut reach = round.into_result()?;
         reach.failed += oversized;
+        let after = async {
+            match after {
+                Some(after) => after(reach).await,
+                None => Ok(()),
+            }
+        };
+        let ((), (), recorded) = tokio::join!(
+            self.advance_cursors(&connections, &took, seq),
+            self.forget(&gone),
+            after
+        );
+        recorded?;
         Ok(reach)
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -99,12 +100,26 @@ pub enum NotifyError {
     },
 }
 
+/// A write to make once a message is posted, given how far it reached: it goes to the
+/// store at the same time as the broadcast's own bookkeeping (the keys' cursors).
+pub type AfterPosts<'a> =
+    Box<dyn FnOnce(Reach) -> BoxFuture<'a, Result<(), StoreError>> + Send + 'a>;
+
 /// Says something to every subscribed Smokey.
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Sends the message to every subscribed client. An error means some client may not
-    /// have it, and the caller should let the delivery be retried.
+    /// Adds the message to the outbox and sends it to every subscribed client. An error
+    /// means some client may not have it, and the caller should let the delivery be retried.
     async fn notify(&self, message: &SmokeyMessage) -> Result<Reach, NotifyError>;
+
+    /// Sends a message that the caller put in the outbox at `place` itself (in one write
+    /// with what decided it), then makes `after`, if any. Errors as `notify`, and `after`'s.
+    async fn deliver(
+        &self,
+        place: u64,
+        message: &SmokeyMessage,
+        after: Option<AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError>;
 }
 
 /// Keeps what it was given. For tests, and for observing a dry run.
@@ -131,6 +146,19 @@ impl Notifier for RecordingNotifier {
             sent: 1,
             ..Reach::default()
         })
+    }
+
+    async fn deliver(
+        &self,
+        _place: u64,
+        message: &SmokeyMessage,
+        after: Option<AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError> {
+        let reach = self.notify(message).await?;
+        if let Some(after) = after {
+            after(reach).await?;
+        }
+        Ok(reach)
     }
 }
 

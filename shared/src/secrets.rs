@@ -37,7 +37,9 @@ impl<'a> SecretReader<'a> {
         };
         let client = self.client.get_or_init(|| {
             let mut config = aws_sdk_secretsmanager::config::Builder::from(self.sdk);
-            config.set_endpoint_url(crate::setup::service_endpoint("SECRETS_MANAGER"));
+            if let Some(endpoint) = crate::setup::service_endpoint("SECRETS_MANAGER") {
+                config.set_endpoint_url(Some(endpoint));
+            }
             let config = config.build();
             aws_sdk_secretsmanager::Client::from_conf(config)
         });

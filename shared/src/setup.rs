@@ -83,7 +83,9 @@ pub fn aws_timeouts() -> aws_types::sdk_config::TimeoutConfig {
 pub fn store(sdk: &SdkConfig) -> Result<Arc<dyn Store>, ConfigError> {
     let tables = Tables::from_source(&ProcessEnv)?;
     let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
-    config.set_endpoint_url(service_endpoint("DYNAMODB"));
+    if let Some(endpoint) = service_endpoint("DYNAMODB") {
+        config.set_endpoint_url(Some(endpoint));
+    }
     let config = config.build();
     Ok(Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config),

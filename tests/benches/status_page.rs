@@ -234,7 +234,7 @@ async fn seed(store: &dyn Store, start: i64, now: i64) {
                 notified_at: None,
                 sent_to: None,
             };
-            store.claim_verdict(&record).await.unwrap();
+            store.claim_verdict(&record, None).await.unwrap();
             store.mark_verdict_notified(&sha, at, 3).await.unwrap();
         })
         .await;

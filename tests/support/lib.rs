@@ -279,7 +279,7 @@ delegate! {
         record_status(status: &StatusRecord) -> StatusWrite;
         latest_statuses(sha: &str) -> Vec<StatusRecord>;
         commit_summaries(shas: &[String], contexts: &[String]) -> Vec<CommitSummary>;
-        claim_verdict(record: &VerdictRecord) -> VerdictClaim;
+        claim_verdict(record: &VerdictRecord, announce: Option<(u64, &str)>) -> VerdictClaim;
         mark_verdict_notified(sha: &str, now: i64, sent_to: u64) -> ();
         mark_deployed(sha: &str, delivery_id: &str, now: i64) -> ();
         is_deployed(sha: &str) -> bool;
@@ -319,6 +319,8 @@ delegate! {
     impl Outbox {
         append_outbox(message: &str, now: i64) -> u64;
         outbox_after(after: u64, not_before: i64, limit: usize) -> Vec<OutboxEntry>;
+        reserve_place() -> u64;
+        release_place(place: u64) -> ();
         outbox_head() -> u64;
         cursor(client: &str) -> Option<u64>;
         cursor_moved_at(client: &str) -> Option<i64>;
@@ -376,6 +378,19 @@ impl Notifier for FlakyNotifier {
             sent: 1,
             ..Reach::default()
         })
+    }
+
+    async fn deliver(
+        &self,
+        _place: u64,
+        message: &SmokeyMessage,
+        after: Option<build_relay::notify::AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError> {
+        let reach = self.notify(message).await?;
+        if let Some(after) = after {
+            after(reach).await?;
+        }
+        Ok(reach)
     }
 }
 

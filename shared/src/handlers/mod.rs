@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::RelayConfig;
 use crate::github::retry::RetryPolicy;
 use crate::github::{GitHub, GitHubError};
-use crate::notify::{Notifier, SmokeyMessage};
+use crate::notify::{AfterPosts, Notifier, NotifyError, Reach, SmokeyMessage};
 use crate::overview::RecentList;
 use crate::store::{HistoryEntry, HistoryOutcome, StatusRecord, StatusWrite, Store, StoreError};
 use webhook::Failure;
@@ -94,7 +94,25 @@ pub(crate) async fn say(notifier: &dyn Notifier, message: SmokeyMessage) -> Resu
         .notify(&message)
         .await
         .map(|reach| reach.sent)
-        .map_err(|e| Failure::transient(format!("{} not sent: {e}", message.kind())))
+        .map_err(|e| not_sent(&message, e))
+}
+
+/// Sends a message already in the outbox at `place` (`Notifier::deliver`); a failure is
+/// one a redelivery may fix.
+pub(crate) async fn deliver(
+    notifier: &dyn Notifier,
+    place: u64,
+    message: &SmokeyMessage,
+    after: Option<AfterPosts<'_>>,
+) -> Result<Reach, Failure> {
+    notifier
+        .deliver(place, message, after)
+        .await
+        .map_err(|e| not_sent(message, e))
+}
+
+fn not_sent(message: &SmokeyMessage, error: NotifyError) -> Failure {
+    Failure::transient(format!("{} not sent: {error}", message.kind()))
 }
 
 /// A GitHub call that is safe to repeat, retried by the route's policy; a failure is the

@@ -76,8 +76,11 @@ impl Route for StatusHook {
 
     async fn act(&self, delivery_id: &str, event: CiEvent) -> Result<String, Failure> {
         let report = event.report(delivery_id, &self.0.config.deploy_branch);
-        let write = super::record_result(self.0.store.as_ref(), &report.record).await?;
-        let decision = super::verdict::judge(&self.0, delivery_id, &report).await?;
+        let (write, prepared) = tokio::try_join!(
+            async { Ok(super::record_result(self.0.store.as_ref(), &report.record).await?) },
+            super::verdict::prepare(&self.0, &report),
+        )?;
+        let decision = super::verdict::judge(&self.0, delivery_id, &report, prepared).await?;
         Ok(match write {
             StatusWrite::Applied => decision,
             StatusWrite::Stale => {

@@ -8,12 +8,44 @@ use super::claims::{self, ClaimHandle};
 use super::retried;
 use super::webhook::Failure;
 use crate::domain::{Verdict, VerdictRecord};
-use crate::notify::SmokeyMessage;
+use crate::notify::{AfterPosts, Reach, SmokeyMessage};
 use crate::rules::status::{self as rules, Decided, Report, StatusDecision, VerdictTurn};
 use crate::store::VerdictClaim;
 
 /// How long a delivery waits for another one posting the same mirrored status.
 const WAIT_FOR_MIRROR: Duration = Duration::from_secs(5);
+
+/// What deciding a result may need, read or given out at the same time as the result is
+/// recorded: the relay's deploy mark for the commit (unless the payload names deploy) and a
+/// place in the outbox for its verdict. Only for a result that decides its commit by itself
+/// (no required contexts); otherwise nothing, and `judge` reads what it needs.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    place: Option<u64>,
+    deployed: Option<bool>,
+}
+
+pub(crate) async fn prepare(fx: &Effects, report: &Report) -> Result<Prepared, Failure> {
+    let decides_alone = fx.config.required_contexts.is_empty()
+        && matches!(
+            rules::decide(&report.record, &[], &fx.config),
+            StatusDecision::Decided(_)
+        );
+    if !decides_alone {
+        return Ok(Prepared::default());
+    }
+    let deployed = async {
+        match report.names_deploy {
+            true => Ok(None),
+            false => fx.store.is_deployed(&report.record.sha).await.map(Some),
+        }
+    };
+    let (place, deployed) = tokio::try_join!(fx.store.reserve_place(), deployed)?;
+    Ok(Prepared {
+        place: Some(place),
+        deployed,
+    })
+}
 
 /// Decides the commit of a result that was just recorded, and sends the verdict if this
 /// decides it. Whether the commit is deploy's head is settled only when the result would
@@ -22,6 +54,7 @@ pub(crate) async fn judge(
     fx: &Effects,
     delivery_id: &str,
     report: &Report,
+    prepared: Prepared,
 ) -> Result<String, Failure> {
     let sha = &report.record.sha;
     let latest = match fx.config.required_contexts.is_empty() {
@@ -29,22 +62,41 @@ pub(crate) async fn judge(
         false => fx.store.latest_statuses(sha).await?,
     };
     let decided = match rules::decide(&report.record, &latest, &fx.config) {
-        StatusDecision::Undecided(reason) => return Ok(reason),
+        StatusDecision::Undecided(reason) => {
+            give_back(fx, prepared.place).await;
+            return Ok(reason);
+        }
         StatusDecision::Decided(decided) => decided,
     };
-    if !report.names_deploy && !fx.store.is_deployed(sha).await? {
+    let deployed = match prepared.deployed {
+        Some(deployed) => deployed,
+        None => report.names_deploy || fx.store.is_deployed(sha).await?,
+    };
+    if !deployed {
         let deploy = &fx.config.deploy_branch;
         let head = retried(fx, &format!("read {deploy}"), || {
             fx.github.branch_head(deploy)
         })
         .await?;
         if head != *sha {
+            give_back(fx, prepared.place).await;
             return Ok(format!(
                 "Not a commit on {deploy} (its head is {head}); recorded only"
             ));
         }
     }
-    send_once(fx, delivery_id, sha, decided, report.commit_message.clone()).await
+    let message = report.commit_message.clone();
+    send_once(fx, delivery_id, sha, decided, message, prepared.place).await
+}
+
+/// Gives back a place in the outbox that was not used, so that it leaves no gap when
+/// nothing was given out after it. A failure only leaves the gap.
+async fn give_back(fx: &Effects, place: Option<u64>) {
+    if let Some(place) = place
+        && let Err(error) = fx.store.release_place(place).await
+    {
+        tracing::warn!(place, %error, "an unused place in the outbox stays a gap");
+    }
 }
 
 /// Decides a commit deploy has just moved to from the results recorded before, and sends
@@ -59,20 +111,22 @@ pub(crate) async fn judge_deployed(
     match rules::decide_recorded(&latest, &fx.config) {
         StatusDecision::Undecided(reason) => Ok(format!("CI has not decided it: {reason}")),
         StatusDecision::Decided(decided) => {
-            send_once(fx, delivery_id, sha, decided, commit_message).await
+            send_once(fx, delivery_id, sha, decided, commit_message, None).await
         }
     }
 }
 
 /// Sends a commit's verdict at most once per commit, and at least once: the delivery that
 /// claims the verdict sends it (and mirrors it), and a retry of that delivery (or any
-/// delivery once the claim is old) sends it again if it was never marked sent.
+/// delivery once the claim is old) sends it again if it was never marked sent. The claim
+/// and the message's outbox entry are one write, at `place` (given out here if not before).
 async fn send_once(
     fx: &Effects,
     delivery_id: &str,
     sha: &str,
     decided: Decided,
     commit_message: Option<String>,
+    place: Option<u64>,
 ) -> Result<String, Failure> {
     let commit_message = match commit_message {
         Some(message) => message,
@@ -81,6 +135,7 @@ async fn send_once(
             if let Some(held) = fx.store.verdict(sha).await?
                 && held.notified_at.is_some()
             {
+                give_back(fx, place).await;
                 return Ok(decided_already(&held));
             }
             retried(fx, &format!("read commit {sha}"), || {
@@ -101,10 +156,23 @@ async fn send_once(
         notified_at: None,
         sent_to: None,
     };
-    let held = match fx.store.claim_verdict(&claim).await? {
-        VerdictClaim::Claimed => None,
-        VerdictClaim::Taken(held) => Some(held),
+    let place = match place {
+        Some(place) => place,
+        None => fx.store.reserve_place().await?,
     };
+    let announcement = SmokeyMessage::CommitStatus(claim.verdict.clone()).to_json();
+    let held = match fx
+        .store
+        .claim_verdict(&claim, Some((place, &announcement)))
+        .await?
+    {
+        VerdictClaim::Claimed => None,
+        VerdictClaim::Taken(held) => {
+            give_back(fx, Some(place)).await;
+            Some(held)
+        }
+    };
+    let claimed = held.is_none();
     let verdict = match rules::verdict_turn(held, claim) {
         VerdictTurn::Send(verdict) => verdict,
         VerdictTurn::SentAlready(held) => return Ok(decided_already(&held)),
@@ -115,19 +183,43 @@ async fn send_once(
             ));
         }
     };
-    let sent = super::say(
-        fx.notifier.as_ref(),
-        SmokeyMessage::CommitStatus(verdict.clone()),
-    )
-    .await?;
+    let message = SmokeyMessage::CommitStatus(verdict.clone());
+    let sent_to = |sent: usize| {
+        format!(
+            "Sent commit_status {} for {} to {sent} connection(s)",
+            verdict.state, verdict.sha
+        )
+    };
+    let mirroring = fx.config.mirror_status_context.is_some();
+    let sent = match (claimed, mirroring) {
+        // The message is in the outbox with the claim: post it, and mark it sent while the
+        // keys' cursors move.
+        (true, false) => {
+            let now = fx.clock.now();
+            let mark: AfterPosts = Box::new(move |reach: Reach| {
+                Box::pin(async move {
+                    fx.store
+                        .mark_verdict_notified(sha, now, reach.sent as u64)
+                        .await
+                })
+            });
+            let reach = super::deliver(fx.notifier.as_ref(), place, &message, Some(mark)).await?;
+            return Ok(sent_to(reach.sent));
+        }
+        // Mirrored before it is marked sent, so that a crash in between is retried.
+        (true, true) => {
+            super::deliver(fx.notifier.as_ref(), place, &message, None)
+                .await?
+                .sent
+        }
+        // Sent again by a retry: a new outbox entry.
+        (false, _) => super::say(fx.notifier.as_ref(), message).await?,
+    };
     let mirrored = mirror(fx, delivery_id, &verdict, decided).await?;
     fx.store
         .mark_verdict_notified(&verdict.sha, fx.clock.now(), sent as u64)
         .await?;
-    Ok(format!(
-        "Sent commit_status {} for {} to {sent} connection(s){mirrored}",
-        verdict.state, verdict.sha
-    ))
+    Ok(format!("{}{mirrored}", sent_to(sent)))
 }
 
 fn decided_already(held: &VerdictRecord) -> String {

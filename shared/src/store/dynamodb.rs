@@ -6,7 +6,9 @@
 //! |-----------------|---------------------|--------------------|---------------------------------|
 //! | delivery ledger | `delivery#<id>`     | `delivery`         | conditional: new, failed, stale |
 //! | latest status   | `commit#<sha>`      | `status#<context>` | conditional: not older          |
-//! | verdict         | `commit#<sha>`      | `verdict`          | conditional: once               |
+//! | verdict         | `commit#<sha>`      | `verdict`          | conditional: once; in one       |
+//! |                 |                     |                    | transaction with its outbox     |
+//! |                 |                     |                    | entry                           |
 //! | relay's deploy  | `commit#<sha>`      | `deployed`         | plain                           |
 //! | client key      | `client-key`        | `name#<name>`      | conditional: name unused        |
 //! | history entry   | `history#<stream>`  | `<at>#<µs>#<rand>` | plain (append only)             |
@@ -498,7 +500,11 @@ impl Commits for DynamoStore {
             .collect()
     }
 
-    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError> {
+    async fn claim_verdict(
+        &self,
+        record: &VerdictRecord,
+        announce: Option<(u64, &str)>,
+    ) -> Result<VerdictClaim, StoreError> {
         let verdict = &record.verdict;
         let mut item = item([
             ("pk", s(format!("commit#{}", verdict.sha))),
@@ -511,9 +517,40 @@ impl Commits for DynamoStore {
             (TTL_ATTRIBUTE, n(record.claimed_at + ttl::VERDICT)),
         ]);
         put_optional(&mut item, "ci_url", &verdict.ci_url);
-        match self.put_unless_present(item).await? {
-            None => Ok(VerdictClaim::Claimed),
-            Some(existing) => Ok(VerdictClaim::Taken(verdict_record(&existing)?)),
+        let Some((seq, message)) = announce else {
+            return match self.put_unless_present(item).await? {
+                None => Ok(VerdictClaim::Claimed),
+                Some(existing) => Ok(VerdictClaim::Taken(verdict_record(&existing)?)),
+            };
+        };
+        let claim = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let entry = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(outbox_entry(seq, message, record.claimed_at)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(claim).build())
+            .transact_items(TransactWriteItem::builder().put(entry).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(VerdictClaim::Claimed),
+            // Decided before: the message is not added (its place stays a gap).
+            Err(e) if transaction_condition_failed(&e) => match self.verdict(&verdict.sha).await? {
+                Some(held) => Ok(VerdictClaim::Taken(held)),
+                None => Err(StoreError::Unavailable(
+                    "the verdict's claim was refused, but no verdict is recorded".into(),
+                )),
+            },
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -1000,6 +1037,28 @@ impl Outbox for DynamoStore {
             }
         }
         Ok(entries)
+    }
+
+    async fn reserve_place(&self) -> Result<u64, StoreError> {
+        self.next_outbox_place().await
+    }
+
+    async fn release_place(&self, place: u64) -> Result<(), StoreError> {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(OUTBOX_PK))
+            .key("sk", s("head"))
+            .update_expression("SET #seq = :before")
+            .condition_expression("#seq = :place")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_values(":place", n(place as i64))
+            .expression_attribute_values(":before", n(place as i64 - 1))
+            .send()
+            .await;
+        // Another place was given out since: this one stays a gap.
+        applied(released).map(|_| ())
     }
 
     async fn outbox_head(&self) -> Result<u64, StoreError> {

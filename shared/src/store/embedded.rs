@@ -208,13 +208,27 @@ impl Commits for EmbeddedStore {
         })
     }
 
-    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError> {
+    async fn claim_verdict(
+        &self,
+        record: &VerdictRecord,
+        announce: Option<(u64, &str)>,
+    ) -> Result<VerdictClaim, StoreError> {
         self.change(|state| match state.verdicts.get(&record.verdict.sha) {
             Some(existing) => VerdictClaim::Taken(existing.clone()),
             None => {
                 state
                     .verdicts
                     .insert(record.verdict.sha.clone(), record.clone());
+                if let Some((seq, message)) = announce {
+                    let entry = OutboxEntry {
+                        seq,
+                        message: message.to_string(),
+                        at: record.claimed_at,
+                    };
+                    // In the order of places, which another message may have passed.
+                    let at = state.outbox.partition_point(|e| e.seq < seq);
+                    state.outbox.insert(at, entry);
+                }
                 VerdictClaim::Claimed
             }
         })
@@ -481,6 +495,21 @@ impl Outbox for EmbeddedStore {
                 .take(limit)
                 .cloned()
                 .collect()
+        })
+    }
+
+    async fn reserve_place(&self) -> Result<u64, StoreError> {
+        self.change(|state| {
+            state.outbox_head += 1;
+            state.outbox_head
+        })
+    }
+
+    async fn release_place(&self, place: u64) -> Result<(), StoreError> {
+        self.change(|state| {
+            if state.outbox_head == place {
+                state.outbox_head -= 1;
+            }
         })
     }
 

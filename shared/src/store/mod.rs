@@ -180,8 +180,14 @@ pub trait Commits: Send + Sync {
         contexts: &[String],
     ) -> Result<Vec<CommitSummary>, StoreError>;
 
-    /// Records the verdict for a commit if it has none (a conditional write).
-    async fn claim_verdict(&self, record: &VerdictRecord) -> Result<VerdictClaim, StoreError>;
+    /// Records the verdict for a commit if it has none (a conditional write), and with it,
+    /// when given, the message that tells it, at its place in the outbox (`reserve_place`):
+    /// both or neither.
+    async fn claim_verdict(
+        &self,
+        record: &VerdictRecord,
+        announce: Option<(u64, &str)>,
+    ) -> Result<VerdictClaim, StoreError>;
 
     /// Notes that the verdict was sent, and to how many connections.
     async fn mark_verdict_notified(
@@ -333,6 +339,14 @@ pub trait Outbox: Send + Sync {
         not_before: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Gives out the next place in the outbox for an entry the caller writes itself (with
+    /// `Commits::claim_verdict`). A place never written is a gap, which readers skip.
+    async fn reserve_place(&self) -> Result<u64, StoreError>;
+
+    /// Gives back `place`, given out by `reserve_place` and not used, if no place was given
+    /// out after it (then it stays a gap).
+    async fn release_place(&self, place: u64) -> Result<(), StoreError>;
 
     /// The last place given out; 0 before the first message.
     async fn outbox_head(&self) -> Result<u64, StoreError>;
