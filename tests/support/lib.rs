@@ -320,6 +320,7 @@ delegate! {
         append_outbox(message: &str, now: i64) -> u64;
         outbox_after(after: u64, not_before: i64, limit: usize) -> Vec<OutboxEntry>;
         reserve_place() -> u64;
+        put_outbox_entry(place: u64, message: &str, now: i64) -> ();
         release_place(place: u64) -> ();
         outbox_head() -> u64;
         cursor(client: &str) -> Option<u64>;

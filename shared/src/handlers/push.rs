@@ -11,8 +11,9 @@ use super::claims::{self, ClaimHandle, Taken};
 use super::webhook::{Failure, Plan, Route};
 use crate::domain::HistoryOutcome;
 use crate::github::payloads::{self, PushEvent};
-use crate::notify::SmokeyMessage;
+use crate::notify::{AfterPosts, SmokeyMessage};
 use crate::rules::push::{self as rules, DeployHead, PushPlan};
+use crate::rules::status::StatusDecision;
 use crate::store::{ClaimRecord, ClaimState};
 
 /// `POST /github/update_deploy_to_master`: `push` events.
@@ -78,10 +79,7 @@ impl Route for PushHook {
             delivery_id,
         );
         match &work.plan {
-            PushPlan::MoveDeploy { sha } => {
-                self.move_deploy_once(&claim, &what, delivery_id, sha, &work)
-                    .await
-            }
+            PushPlan::MoveDeploy { sha } => self.move_deploy_once(&claim, &what, sha, &work).await,
             PushPlan::CheckDeploy { sha } => {
                 claims::once(&claim, WAIT_FOR_HOLDER, &what, || {
                     self.check_deploy(delivery_id, sha, &work)
@@ -94,38 +92,46 @@ impl Route for PushHook {
 }
 
 /// Where a move of deploy got to.
-enum Moved {
-    /// Deploy is at the commit (moved there and `deploy_updated` sent, or it had it
-    /// already); the commit's recorded results are to be judged.
-    Deployed(String),
+enum Arrival {
+    /// Deploy was fast-forwarded to the commit.
+    Moved,
+    /// Deploy had the commit already; `tell`: an earlier attempt of this move may have
+    /// moved it and died before telling the Smokeys, so they are told now.
+    AlreadyContained { tell: bool },
     /// Nothing more to do (deploy diverged: reported).
     Ended(String),
 }
 
 impl PushHook {
     /// Moves deploy to `sha` under the claim `deploy-move/<sha>`, in two steps: the move
-    /// with its `deploy_updated` (the claim then `announced`), and the verdict on the
-    /// commit (`done`). A delivery that takes over an announced claim only judges, so a
-    /// crash after the message sends it again only if it fell before that record.
+    /// with its `deploy_updated` (the claim then `announced`, or `done` when the commit's
+    /// recorded results do not decide it), and the verdict on the commit (`done`). A
+    /// delivery that takes over an announced claim only judges, so a crash after the
+    /// message sends it again only if it fell before that record.
     async fn move_deploy_once(
         &self,
         claim: &ClaimHandle<'_>,
         what: &str,
-        delivery_id: &str,
         sha: &str,
         work: &PushWork,
     ) -> Result<String, Failure> {
-        let taken = claim.take_or_wait(WAIT_FOR_HOLDER).await?;
+        // The claim, and at the same time a place in the outbox for deploy_updated.
+        let (taken, place) = tokio::try_join!(
+            claim.take_or_wait(WAIT_FOR_HOLDER),
+            self.0.store.reserve_place()
+        )?;
         let fresh = matches!(taken, Taken::Won(_));
         let mut held = match taken {
             Taken::Won(held) | Taken::Mine(held) => held,
             Taken::Finished(held) => {
+                super::verdict::give_back(&self.0, Some(place)).await;
                 return Ok(format!(
                     "{what}: done already by delivery {}; nothing to do",
                     held.owner
                 ));
             }
             Taken::Busy(held) => {
+                super::verdict::give_back(&self.0, Some(place)).await;
                 return Err(Failure::transient(format!(
                     "{what}: under way in delivery {}; redeliver if it does not finish",
                     held.owner
@@ -133,50 +139,53 @@ impl PushHook {
             }
         };
         let result = self
-            .move_and_judge(claim, &mut held, delivery_id, sha, work, fresh)
+            .move_and_judge(claim, &mut held, sha, work, fresh, place)
             .await;
         match &result {
-            Ok(_) => claim.step(&mut held, ClaimState::Done).await?,
+            Ok(_) if held.state != ClaimState::Done => {
+                claim.step(&mut held, ClaimState::Done).await?
+            }
+            Ok(_) => {}
             Err(_) => claim.release(&held).await,
         }
         result
     }
 
-    /// `fresh`: the claim was new, so no earlier attempt can have moved deploy.
+    /// `fresh`: the claim was new, so no earlier attempt can have moved deploy. `place`:
+    /// where `deploy_updated` goes in the outbox. The delivery is the claim's.
     async fn move_and_judge(
         &self,
         claim: &ClaimHandle<'_>,
         held: &mut ClaimRecord,
-        delivery_id: &str,
         sha: &str,
         work: &PushWork,
         fresh: bool,
+        place: u64,
     ) -> Result<String, Failure> {
-        let moved = if held.state == ClaimState::Announced {
-            format!(
-                "{} was moved to {sha} and Smokeys told before",
+        let delivery_id = claim.me;
+        if held.state == ClaimState::Announced {
+            super::verdict::give_back(&self.0, Some(place)).await;
+            let verdict = self.judge_deployed(delivery_id, sha, work).await?;
+            return Ok(format!(
+                "{} was moved to {sha} and Smokeys told before; {verdict}",
                 self.0.config.deploy_branch
-            )
-        } else {
-            match self.move_deploy(delivery_id, sha, work, fresh).await? {
-                Moved::Ended(answer) => return Ok(answer),
-                Moved::Deployed(moved) => {
-                    claim.step(held, ClaimState::Announced).await?;
-                    moved
-                }
+            ));
+        }
+        match self.move_deploy(delivery_id, sha, fresh).await? {
+            Arrival::Ended(answer) => {
+                super::verdict::give_back(&self.0, Some(place)).await;
+                Ok(answer)
             }
-        };
-        let verdict = self.judge_deployed(delivery_id, sha, work).await?;
-        Ok(format!("{moved}; {verdict}"))
+            arrival => self.arrive(claim, held, sha, work, arrival, place).await,
+        }
     }
 
     async fn move_deploy(
         &self,
         delivery_id: &str,
         sha: &str,
-        work: &PushWork,
         fresh: bool,
-    ) -> Result<Moved, Failure> {
+    ) -> Result<Arrival, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let moved = self
             .0
@@ -186,26 +195,9 @@ impl PushHook {
             })
             .await;
         match moved {
-            Ok(()) => {
-                self.mark_deployed(delivery_id, sha).await?;
-                self.record(
-                    delivery_id,
-                    HistoryOutcome::Moved,
-                    json!({ "from_push": work.push.before, "to": sha, "message": work
-                        .push
-                        .head_commit
-                        .as_ref()
-                        .and_then(|c| c.message.lines().next()) }),
-                )
-                .await?;
-                let sent = self.announce(work).await?;
-                Ok(Moved::Deployed(format!(
-                    "Moved {deploy} to {sha}; told {sent} connection(s)"
-                )))
-            }
+            Ok(()) => Ok(Arrival::Moved),
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
-                self.refused_fast_forward(delivery_id, sha, work, fresh)
-                    .await
+                self.refused_fast_forward(delivery_id, sha, fresh).await
             }
             Err(e) => {
                 self.record(
@@ -222,6 +214,123 @@ impl PushHook {
         }
     }
 
+    /// Deploy is at `sha`. At once: the relay's deploy mark, the history entry,
+    /// `deploy_updated` in the outbox at `place` (when the Smokeys are to be told) and a
+    /// read of the commit's recorded results (after the move, so that a result recorded
+    /// meanwhile is either read here or finds the move). Then the Smokeys are told, the
+    /// claim moving on as they are, and the verdict sent if the results decided the commit.
+    async fn arrive(
+        &self,
+        claim: &ClaimHandle<'_>,
+        held: &mut ClaimRecord,
+        sha: &str,
+        work: &PushWork,
+        arrival: Arrival,
+        place: u64,
+    ) -> Result<String, Failure> {
+        let (deploy, delivery_id) = (&self.0.config.deploy_branch, claim.me);
+        let (outcome, detail, tell, done) = match arrival {
+            Arrival::Moved => (
+                HistoryOutcome::Moved,
+                json!({ "from_push": work.push.before, "to": sha, "message": work
+                    .push
+                    .head_commit
+                    .as_ref()
+                    .and_then(|c| c.message.lines().next()) }),
+                true,
+                format!("Moved {deploy} to {sha}"),
+            ),
+            Arrival::AlreadyContained { tell: true } => (
+                HistoryOutcome::AlreadyContained,
+                json!({ "to": sha }),
+                true,
+                format!("{deploy} already contains {sha}, maybe moved by an earlier attempt"),
+            ),
+            Arrival::AlreadyContained { tell: false } | Arrival::Ended(_) => (
+                HistoryOutcome::AlreadyContained,
+                json!({ "to": sha }),
+                false,
+                format!("{deploy} already contains {sha}"),
+            ),
+        };
+        let message = match tell {
+            true => Some(self.deploy_updated(work)?),
+            false => None,
+        };
+        let now = self.0.clock.now();
+        let entry = async {
+            match &message {
+                Some(message) => {
+                    let text = message.to_json();
+                    Ok(self.0.store.put_outbox_entry(place, &text, now).await?)
+                }
+                None => Ok(()),
+            }
+        };
+        let results = async { Ok(self.0.store.latest_statuses(sha).await?) };
+        let ((), (), (), latest) = tokio::try_join!(
+            self.mark_deployed(delivery_id, sha),
+            self.record(delivery_id, outcome, detail),
+            entry,
+            results,
+        )?;
+        let decision = crate::rules::status::decide_recorded(&latest, &self.0.config);
+        let next = match decision {
+            StatusDecision::Undecided(_) => ClaimState::Done,
+            StatusDecision::Decided(_) => ClaimState::Announced,
+        };
+        let done = match message {
+            Some(message) => {
+                let sent = self.tell(claim, held, place, &message, next).await?;
+                format!("{done}; told {sent} connection(s)")
+            }
+            None => {
+                super::verdict::give_back(&self.0, Some(place)).await;
+                claim.step(held, next).await?;
+                done
+            }
+        };
+        let commit_message = work.push.head_commit.as_ref().map(|c| c.message.clone());
+        let verdict =
+            super::verdict::judge_recorded(&self.0, delivery_id, sha, commit_message, decision)
+                .await?;
+        Ok(format!("{done}; {verdict}"))
+    }
+
+    /// Posts `message` (in the outbox at `place`) and moves the claim on to `next` while
+    /// the keys' cursors move; how many connections took it.
+    async fn tell(
+        &self,
+        claim: &ClaimHandle<'_>,
+        held: &mut ClaimRecord,
+        place: u64,
+        message: &SmokeyMessage,
+        next: ClaimState,
+    ) -> Result<usize, Failure> {
+        let stepped = std::sync::Mutex::new(None);
+        let mut record = held.clone();
+        let step: AfterPosts = Box::new(|_| {
+            Box::pin(async {
+                if claim.advance(&mut record, next).await? {
+                    *stepped.lock().expect("not poisoned") = Some(record);
+                }
+                Ok(())
+            })
+        });
+        let reach = super::deliver(self.0.notifier.as_ref(), place, message, Some(step)).await?;
+        match stepped.into_inner().expect("not poisoned") {
+            Some(record) => {
+                *held = record;
+                Ok(reach.sent)
+            }
+            None => Err(Failure::transient(format!(
+                "another delivery took over {} before it reached {}",
+                claim.key,
+                next.as_str()
+            ))),
+        }
+    }
+
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
     /// repeated push), or deploy has commits master lacks.
     ///
@@ -231,9 +340,8 @@ impl PushHook {
         &self,
         delivery_id: &str,
         sha: &str,
-        work: &PushWork,
         fresh: bool,
-    ) -> Result<Moved, Failure> {
+    ) -> Result<Arrival, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let compared = self
             .0
@@ -260,20 +368,7 @@ impl PushHook {
             }
         };
         if comparison.head_contains_base() {
-            self.mark_deployed(delivery_id, sha).await?;
-            self.record(
-                delivery_id,
-                HistoryOutcome::AlreadyContained,
-                json!({ "to": sha }),
-            )
-            .await?;
-            if fresh {
-                return Ok(Moved::Deployed(format!("{deploy} already contains {sha}")));
-            }
-            let sent = self.announce(work).await?;
-            return Ok(Moved::Deployed(format!(
-                "{deploy} already contains {sha}, maybe moved by an earlier attempt; told {sent} connection(s)"
-            )));
+            return Ok(Arrival::AlreadyContained { tell: !fresh });
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(
@@ -284,19 +379,16 @@ impl PushHook {
             &comparison,
         )
         .await
-        .map(Moved::Ended)
+        .map(Arrival::Ended)
     }
 
-    /// Sends `deploy_updated` with the push payload; how many connections took it.
-    async fn announce(&self, work: &PushWork) -> Result<usize, Failure> {
+    /// `deploy_updated` with the push payload.
+    fn deploy_updated(&self, work: &PushWork) -> Result<SmokeyMessage, Failure> {
         let whole: Value = serde_json::from_slice(&work.body)
             .map_err(|e| Failure::Permanent(format!("push payload unreadable: {e}")))?;
-        let payload = rules::deploy_updated_payload(&whole);
-        super::say(
-            self.0.notifier.as_ref(),
-            SmokeyMessage::DeployUpdated(payload),
-        )
-        .await
+        Ok(SmokeyMessage::DeployUpdated(rules::deploy_updated_payload(
+            &whole,
+        )))
     }
 
     /// A push to deploy itself: fine when the relay put it there or master has it.

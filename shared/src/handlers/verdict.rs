@@ -91,7 +91,7 @@ pub(crate) async fn judge(
 
 /// Gives back a place in the outbox that was not used, so that it leaves no gap when
 /// nothing was given out after it. A failure only leaves the gap.
-async fn give_back(fx: &Effects, place: Option<u64>) {
+pub(crate) async fn give_back(fx: &Effects, place: Option<u64>) {
     if let Some(place) = place
         && let Err(error) = fx.store.release_place(place).await
     {
@@ -108,7 +108,20 @@ pub(crate) async fn judge_deployed(
     commit_message: Option<String>,
 ) -> Result<String, Failure> {
     let latest = fx.store.latest_statuses(sha).await?;
-    match rules::decide_recorded(&latest, &fx.config) {
+    let decision = rules::decide_recorded(&latest, &fx.config);
+    judge_recorded(fx, delivery_id, sha, commit_message, decision).await
+}
+
+/// Sends the verdict on a commit deploy has just moved to, if its recorded results
+/// (read by the caller) decided it.
+pub(crate) async fn judge_recorded(
+    fx: &Effects,
+    delivery_id: &str,
+    sha: &str,
+    commit_message: Option<String>,
+    decision: StatusDecision,
+) -> Result<String, Failure> {
+    match decision {
         StatusDecision::Undecided(reason) => Ok(format!("CI has not decided it: {reason}")),
         StatusDecision::Decided(decided) => {
             send_once(fx, delivery_id, sha, decided, commit_message, None).await

@@ -963,14 +963,24 @@ impl ClientKeys for DynamoStore {
 impl Outbox for DynamoStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
         let seq = self.next_outbox_place().await?;
+        self.put_outbox_entry(seq, message, now).await?;
+        Ok(seq)
+    }
+
+    async fn put_outbox_entry(
+        &self,
+        place: u64,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.tables.main)
-            .set_item(Some(outbox_entry(seq, message, now)))
+            .set_item(Some(outbox_entry(place, message, now)))
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(seq)
+        Ok(())
     }
 
     async fn append_outbox_once(

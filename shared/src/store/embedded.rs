@@ -220,14 +220,7 @@ impl Commits for EmbeddedStore {
                     .verdicts
                     .insert(record.verdict.sha.clone(), record.clone());
                 if let Some((seq, message)) = announce {
-                    let entry = OutboxEntry {
-                        seq,
-                        message: message.to_string(),
-                        at: record.claimed_at,
-                    };
-                    // In the order of places, which another message may have passed.
-                    let at = state.outbox.partition_point(|e| e.seq < seq);
-                    state.outbox.insert(at, entry);
+                    insert_outbox(state, seq, message, record.claimed_at);
                 }
                 VerdictClaim::Claimed
             }
@@ -498,6 +491,15 @@ impl Outbox for EmbeddedStore {
         })
     }
 
+    async fn put_outbox_entry(
+        &self,
+        place: u64,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.change(|state| insert_outbox(state, place, message, now))
+    }
+
     async fn reserve_place(&self) -> Result<u64, StoreError> {
         self.change(|state| {
             state.outbox_head += 1;
@@ -564,6 +566,18 @@ impl Outbox for EmbeddedStore {
             Some(push_outbox(state, message, now))
         })
     }
+}
+
+/// Writes an entry at a place given out before, in the order of places (another entry
+/// may have passed it).
+fn insert_outbox(state: &mut State, seq: u64, message: &str, now: i64) {
+    let entry = OutboxEntry {
+        seq,
+        message: message.to_string(),
+        at: now,
+    };
+    let at = state.outbox.partition_point(|e| e.seq < seq);
+    state.outbox.insert(at, entry);
 }
 
 /// Adds an entry to the outbox (dropping expired ones) and gives its place.

@@ -340,9 +340,14 @@ pub trait Outbox: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Gives out the next place in the outbox for an entry the caller writes itself (with
-    /// `Commits::claim_verdict`). A place never written is a gap, which readers skip.
+    /// Gives out the next place in the outbox for an entry the caller writes itself
+    /// (`put_outbox_entry`, or with `Commits::claim_verdict`). A place never written is a
+    /// gap, which readers skip.
     async fn reserve_place(&self) -> Result<u64, StoreError>;
+
+    /// Writes `message` at `place`, given out by `reserve_place`.
+    async fn put_outbox_entry(&self, place: u64, message: &str, now: i64)
+    -> Result<(), StoreError>;
 
     /// Gives back `place`, given out by `reserve_place` and not used, if no place was given
     /// out after it (then it stays a gap).
