@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::webhook::Failure;
 use crate::clock::Clock;
+use crate::notify::{AfterPosts, Notifier, SmokeyMessage};
 use crate::rules::claim::{self as rules, Turn};
 use crate::store::{Claim, ClaimRecord, ClaimState, Claims, StoreError};
 
@@ -105,19 +107,51 @@ impl<'a> ClaimHandle<'a> {
 
     /// Moves the held claim on to `state`, or fails for a redelivery when another delivery
     /// took it over meanwhile.
-    pub async fn step(
+    pub async fn step(&self, held: &mut ClaimRecord, state: ClaimState) -> Result<(), Failure> {
+        match self.advance(held, state).await? {
+            true => Ok(()),
+            false => Err(self.taken_over(state)),
+        }
+    }
+
+    /// Posts `message` (in the outbox at `place`) through `notifier` and moves the held
+    /// claim on to `state` while the keys' cursors move: one round trip for both. How many
+    /// connections took it; fails for a redelivery when another delivery took the claim
+    /// over meanwhile.
+    pub async fn step_when_told(
         &self,
         held: &mut ClaimRecord,
         state: ClaimState,
-    ) -> Result<(), crate::handlers::webhook::Failure> {
-        match self.advance(held, state).await? {
-            true => Ok(()),
-            false => Err(crate::handlers::webhook::Failure::transient(format!(
-                "another delivery took over {} before it reached {}",
-                self.key,
-                state.as_str()
-            ))),
+        notifier: &dyn Notifier,
+        place: u64,
+        message: &SmokeyMessage,
+    ) -> Result<usize, Failure> {
+        let stepped = std::sync::Mutex::new(None);
+        let mut record = held.clone();
+        let step: AfterPosts = Box::new(|_| {
+            Box::pin(async {
+                if self.advance(&mut record, state).await? {
+                    *stepped.lock().expect("not poisoned") = Some(record);
+                }
+                Ok(())
+            })
+        });
+        let reach = super::deliver(notifier, place, message, Some(step)).await?;
+        match stepped.into_inner().expect("not poisoned") {
+            Some(record) => {
+                *held = record;
+                Ok(reach.sent)
+            }
+            None => Err(self.taken_over(state)),
         }
+    }
+
+    fn taken_over(&self, state: ClaimState) -> Failure {
+        Failure::transient(format!(
+            "another delivery took over {} before it reached {}",
+            self.key,
+            state.as_str()
+        ))
     }
 
     /// Hands the claim back at its step so that the next delivery may go on at once.
@@ -141,10 +175,10 @@ pub async fn once<F, Fut>(
     patience: Duration,
     what: &str,
     work: F,
-) -> Result<String, crate::handlers::webhook::Failure>
+) -> Result<String, Failure>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<String, crate::handlers::webhook::Failure>>,
+    Fut: std::future::Future<Output = Result<String, Failure>>,
 {
     match once_or_done(claim, patience, what, work).await? {
         Done::Now(answer) => Ok(answer),
@@ -169,12 +203,11 @@ pub async fn once_or_done<T, F, Fut>(
     patience: Duration,
     what: &str,
     work: F,
-) -> Result<Done<T>, crate::handlers::webhook::Failure>
+) -> Result<Done<T>, Failure>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T, crate::handlers::webhook::Failure>>,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
 {
-    use crate::handlers::webhook::Failure;
     let mut held = match claim.take_or_wait(patience).await? {
         Taken::Won(held) | Taken::Mine(held) => held,
         Taken::Finished(held) => return Ok(Done::Before(held.owner)),

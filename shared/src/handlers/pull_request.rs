@@ -270,8 +270,25 @@ enum MergeEnd {
 
 impl Merging<'_> {
     async fn run(&self, read: PullRequest) -> Result<String, Failure> {
+        // The claim, and at the same time a place in the outbox for the Merged line.
+        let (taken, place) = tokio::try_join!(
+            self.claim.take_or_wait(WAIT_FOR_HOLDER),
+            self.prs.store.reserve_place()
+        )?;
+        let mut place = Some(place);
+        let result = self.merge_once(taken, read, &mut place).await;
+        super::verdict::give_back(self.prs, place).await;
+        result
+    }
+
+    async fn merge_once(
+        &self,
+        taken: Taken,
+        read: PullRequest,
+        place: &mut Option<u64>,
+    ) -> Result<String, Failure> {
         let number = read.number;
-        let (mut held, pr, fresh_claim) = match self.claim.take_or_wait(WAIT_FOR_HOLDER).await? {
+        let (mut held, pr, fresh_claim) = match taken {
             Taken::Won(held) => (held, read, true),
             // Taken over, or our own redelivery: what GitHub says now, not what was read
             // before the claim, decides.
@@ -294,19 +311,21 @@ impl Merging<'_> {
                 )));
             }
         };
-        let result = self.steps(&mut held, &pr, fresh_claim).await;
+        let result = self.steps(&mut held, &pr, fresh_claim, place).await;
         if result.is_err() && !held.state.is_final() {
             self.claim.release(&held).await;
         }
         result
     }
 
-    /// Carries the claim from its state to the end, one step at a time.
+    /// Carries the claim from its state to the end, one step at a time. `place`: where the
+    /// Merged line goes in the outbox, taken when it is said.
     async fn steps(
         &self,
         held: &mut ClaimRecord,
         pr: &PullRequest,
         fresh_claim: bool,
+        place: &mut Option<u64>,
     ) -> Result<String, Failure> {
         loop {
             let next = match held.state {
@@ -320,8 +339,8 @@ impl Merging<'_> {
                     }
                 }
                 ClaimState::Merged => {
-                    self.prs.say(rules::merged_message(pr)).await?;
-                    ClaimState::Announced
+                    self.announce(held, pr, place.take()).await?;
+                    continue;
                 }
                 ClaimState::Announced => {
                     self.delete_branch(pr).await?;
@@ -389,6 +408,31 @@ impl Merging<'_> {
 
     async fn advance(&self, held: &mut ClaimRecord, state: ClaimState) -> Result<(), Failure> {
         self.claim.step(held, state).await
+    }
+
+    /// Says the pull request was merged and moves the claim on to announced while the
+    /// keys' cursors move; at `place` in the outbox, or a new one.
+    async fn announce(
+        &self,
+        held: &mut ClaimRecord,
+        pr: &PullRequest,
+        place: Option<u64>,
+    ) -> Result<(), Failure> {
+        let store = &self.prs.store;
+        let place = match place {
+            Some(place) => place,
+            None => store.reserve_place().await?,
+        };
+        let message = SmokeyMessage::Chat(rules::merged_message(pr));
+        let now = self.prs.clock.now();
+        store
+            .put_outbox_entry(place, &message.to_json(), now)
+            .await?;
+        let notifier = self.prs.notifier.as_ref();
+        self.claim
+            .step_when_told(held, ClaimState::Announced, notifier, place, &message)
+            .await
+            .map(|_| ())
     }
 
     /// The merge request, pinned to the approved commit, with GitHub's refusals sorted out;

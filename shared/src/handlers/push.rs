@@ -11,7 +11,7 @@ use super::claims::{self, ClaimHandle, Taken};
 use super::webhook::{Failure, Plan, Route};
 use crate::domain::HistoryOutcome;
 use crate::github::payloads::{self, PushEvent};
-use crate::notify::{AfterPosts, SmokeyMessage};
+use crate::notify::SmokeyMessage;
 use crate::rules::push::{self as rules, DeployHead, PushPlan};
 use crate::rules::status::StatusDecision;
 use crate::store::{ClaimRecord, ClaimState};
@@ -281,7 +281,10 @@ impl PushHook {
         };
         let done = match message {
             Some(message) => {
-                let sent = self.tell(claim, held, place, &message, next).await?;
+                let notifier = self.0.notifier.as_ref();
+                let sent = claim
+                    .step_when_told(held, next, notifier, place, &message)
+                    .await?;
                 format!("{done}; told {sent} connection(s)")
             }
             None => {
@@ -295,40 +298,6 @@ impl PushHook {
             super::verdict::judge_recorded(&self.0, delivery_id, sha, commit_message, decision)
                 .await?;
         Ok(format!("{done}; {verdict}"))
-    }
-
-    /// Posts `message` (in the outbox at `place`) and moves the claim on to `next` while
-    /// the keys' cursors move; how many connections took it.
-    async fn tell(
-        &self,
-        claim: &ClaimHandle<'_>,
-        held: &mut ClaimRecord,
-        place: u64,
-        message: &SmokeyMessage,
-        next: ClaimState,
-    ) -> Result<usize, Failure> {
-        let stepped = std::sync::Mutex::new(None);
-        let mut record = held.clone();
-        let step: AfterPosts = Box::new(|_| {
-            Box::pin(async {
-                if claim.advance(&mut record, next).await? {
-                    *stepped.lock().expect("not poisoned") = Some(record);
-                }
-                Ok(())
-            })
-        });
-        let reach = super::deliver(self.0.notifier.as_ref(), place, message, Some(step)).await?;
-        match stepped.into_inner().expect("not poisoned") {
-            Some(record) => {
-                *held = record;
-                Ok(reach.sent)
-            }
-            None => Err(Failure::transient(format!(
-                "another delivery took over {} before it reached {}",
-                claim.key,
-                next.as_str()
-            ))),
-        }
     }
 
     /// GitHub refused the fast-forward: either deploy already has the commit (a late or
