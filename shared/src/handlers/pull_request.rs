@@ -270,12 +270,9 @@ enum MergeEnd {
 
 impl Merging<'_> {
     async fn run(&self, read: PullRequest) -> Result<String, Failure> {
-        // The claim, and at the same time a place in the outbox for the Merged line.
-        let (taken, place) = tokio::try_join!(
-            self.claim.take_or_wait(WAIT_FOR_HOLDER),
-            self.prs.store.reserve_place()
-        )?;
-        let mut place = Some(place);
+        let taken = self.claim.take_or_wait(WAIT_FOR_HOLDER).await?;
+        // A place in the outbox for the Merged line, given out as the merge is recorded.
+        let mut place = None;
         let result = self.merge_once(taken, read, &mut place).await;
         super::verdict::give_back(self.prs, place).await;
         result
@@ -330,7 +327,7 @@ impl Merging<'_> {
         loop {
             let next = match held.state {
                 ClaimState::Claimed | ClaimState::Failed => {
-                    match self.merge_step(pr, fresh_claim).await? {
+                    match self.merge_step(pr, fresh_claim, place).await? {
                         Step::Next(state) => state,
                         Step::End(state, answer) => {
                             self.advance(held, state).await?;
@@ -360,10 +357,21 @@ impl Merging<'_> {
 
     /// The first step: merge, or find it merged, or decide against it (recorded, and said
     /// when GitHub refused).
-    async fn merge_step(&self, pr: &PullRequest, fresh_claim: bool) -> Result<Step, Failure> {
+    async fn merge_step(
+        &self,
+        pr: &PullRequest,
+        fresh_claim: bool,
+        place: &mut Option<u64>,
+    ) -> Result<Step, Failure> {
         let prs = self.prs;
         let stream = pull_stream(pr.number);
         let record = |outcome, detail| prs.record(&stream, self.claim.me, outcome, detail);
+        // Recorded merged, with a place in the outbox for saying so.
+        let merged = |detail| async {
+            let reserve = async { Ok(prs.store.reserve_place().await?) };
+            let ((), reserved) = tokio::try_join!(record(HistoryOutcome::Merged, detail), reserve)?;
+            Ok::<_, Failure>(reserved)
+        };
         match rules::check_pull(pr, self.sha, &prs.config) {
             PullCheck::AlreadyMerged if fresh_claim => {
                 // Nobody of ours had tried: someone merged it by hand.
@@ -372,8 +380,7 @@ impl Merging<'_> {
             }
             PullCheck::AlreadyMerged => {
                 // An earlier holder's merge went through before it could say so.
-                let detail = json!({ "merge_sha": null, "found_merged": true });
-                record(HistoryOutcome::Merged, detail).await?;
+                *place = Some(merged(json!({ "merge_sha": null, "found_merged": true })).await?);
                 Ok(Step::Next(ClaimState::Merged))
             }
             PullCheck::Refuse(reason) => {
@@ -386,7 +393,7 @@ impl Merging<'_> {
                     let detail = json!({ "merge_sha": sha, "branch": pr.head.name,
                         "union": union, "pinned": self.sha, "context": self.approval.context,
                         "approved_by": self.approval.sender_login() });
-                    record(HistoryOutcome::Merged, detail).await?;
+                    *place = Some(merged(detail).await?);
                     Ok(Step::Next(ClaimState::Merged))
                 }
                 MergeEnd::Refused { outcome, reason } => {

@@ -21,10 +21,10 @@
 //! | bridged frame   | `sighting#<sha256>` | `seen`             | conditional: not seen recently, |
 //! |                 |                     |                    | in one transaction with its     |
 //! |                 |                     |                    | outbox entry                    |
-//! | watched stalls  | `stall`             | `list`             | one map (`stalls`), a key set   |
-//! |                 |                     |                    | or removed at a time            |
-//! | recent list     | `recent#<list>`     | `list`             | one map (`entries`), a key set  |
-//! |                 |                     |                    | at a time; trimmed to its size  |
+//! | watched stalls  | `stall`             | `list`             | an attribute `e:<key>` a stall, |
+//! |                 |                     |                    | set or removed one at a time    |
+//! | recent list     | `recent#<list>`     | `list`             | an attribute `e:<key>` an entry,|
+//! |                 |                     |                    | set one at a time; trimmed      |
 //!
 //! A latest-status item holds statuses and GitHub Actions results alike; its `source`
 //! attribute says which event reported it (none: a status, as version one wrote it).
@@ -55,10 +55,10 @@ const CLIENT_KEYS_PK: &str = "client-key";
 const OUTBOX_PK: &str = "outbox";
 const CURSORS_PK: &str = "cursor";
 const STALLS_PK: &str = "stall";
-/// The sort key of an item that holds a whole map: the stalls, a recent list.
+/// The sort key of an item that holds a whole list, one attribute an entry (`e:<key>`):
+/// the stalls, a recent list.
 const LIST_SK: &str = "list";
-const STALLS_MAP: &str = "stalls";
-const RECENT_MAP: &str = "entries";
+const ENTRY_PREFIX: &str = "e:";
 /// How many keys one trim of a recent list removes per request (an update expression is
 /// at most 4 KB).
 const TRIM_CHUNK: usize = 50;
@@ -90,49 +90,24 @@ impl DynamoStore {
         place(&output.attributes.unwrap_or_default())
     }
 
-    /// Sets `key` of the map `map` in the item (`pk`, `LIST_SK`) to `value`, creating the
-    /// map the first time, and counts the write: the count after it.
-    async fn put_in_map(
-        &self,
-        pk: &str,
-        map: &str,
-        key: &str,
-        value: String,
-    ) -> Result<i64, StoreError> {
-        let put = || {
-            self.client
-                .update_item()
-                .table_name(&self.tables.main)
-                .key("pk", s(pk))
-                .key("sk", s(LIST_SK))
-                .update_expression("SET #map.#key = :value ADD #writes :one")
-                .expression_attribute_names("#map", map)
-                .expression_attribute_names("#key", key)
-                .expression_attribute_names("#writes", "writes")
-                .expression_attribute_values(":value", s(&value))
-                .expression_attribute_values(":one", n(1))
-                .return_values(ReturnValue::UpdatedNew)
-                .send()
-        };
-        let output = match put().await {
-            Ok(output) => output,
-            // The map does not exist yet: make it (whoever is first), then set the key.
-            Err(e) if e.code() == Some("ValidationException") => {
-                self.client
-                    .update_item()
-                    .table_name(&self.tables.main)
-                    .key("pk", s(pk))
-                    .key("sk", s(LIST_SK))
-                    .update_expression("SET #map = if_not_exists(#map, :empty)")
-                    .expression_attribute_names("#map", map)
-                    .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                put().await.map_err(unavailable)?
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+    /// Sets entry `key` of the list item (`pk`, `LIST_SK`) to `value`, and counts the write:
+    /// the count after it.
+    async fn put_list_entry(&self, pk: &str, key: &str, value: String) -> Result<i64, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(pk))
+            .key("sk", s(LIST_SK))
+            .update_expression("SET #entry = :value ADD #writes :one")
+            .expression_attribute_names("#entry", format!("{ENTRY_PREFIX}{key}"))
+            .expression_attribute_names("#writes", "writes")
+            .expression_attribute_values(":value", s(&value))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
         number(&output.attributes.unwrap_or_default(), "writes")
     }
 
@@ -158,12 +133,12 @@ impl DynamoStore {
                 .update_item()
                 .table_name(&self.tables.main)
                 .key("pk", s(pk))
-                .key("sk", s(LIST_SK))
-                .expression_attribute_names("#map", RECENT_MAP);
+                .key("sk", s(LIST_SK));
             let mut paths = Vec::new();
             for (i, key) in chunk.iter().enumerate() {
-                update = update.expression_attribute_names(format!("#k{i}"), key);
-                paths.push(format!("#map.#k{i}"));
+                let name = format!("{ENTRY_PREFIX}{key}");
+                update = update.expression_attribute_names(format!("#k{i}"), name);
+                paths.push(format!("#k{i}"));
             }
             update
                 .update_expression(format!("REMOVE {}", paths.join(", ")))
@@ -649,7 +624,7 @@ impl Stalls for DynamoStore {
         let Some(item) = self.get(STALLS_PK.to_string(), LIST_SK).await? else {
             return Ok(Vec::new());
         };
-        map_entries(&item, STALLS_MAP)?
+        list_entries(&item)
             .into_iter()
             .map(|(key, value)| {
                 let stall = serde_json::from_str(&value)
@@ -661,7 +636,7 @@ impl Stalls for DynamoStore {
 
     async fn put_stall(&self, key: &str, stall: &Stall) -> Result<(), StoreError> {
         let value = serde_json::to_string(stall).expect("a stall serialises");
-        self.put_in_map(STALLS_PK, STALLS_MAP, key, value).await?;
+        self.put_list_entry(STALLS_PK, key, value).await?;
         Ok(())
     }
 
@@ -672,14 +647,11 @@ impl Stalls for DynamoStore {
             .table_name(&self.tables.main)
             .key("pk", s(STALLS_PK))
             .key("sk", s(LIST_SK))
-            .update_expression("REMOVE #map.#key")
-            .condition_expression("attribute_exists(#map.#key)")
-            .expression_attribute_names("#map", STALLS_MAP)
-            .expression_attribute_names("#key", key)
+            .update_expression("REMOVE #entry")
+            .expression_attribute_names("#entry", format!("{ENTRY_PREFIX}{key}"))
             .send()
             .await;
-        // Not there (or no stall ever was): nothing to remove.
-        applied(removed).map(|_| ())
+        removed.map(|_| ()).map_err(unavailable)
     }
 }
 
@@ -695,7 +667,7 @@ impl Recent for DynamoStore {
         let id = id.map_or_else(|| entry_key(entry.at), str::to_string);
         let value = serde_json::to_string(entry).expect("a history entry serialises");
         let pk = recent_pk(list);
-        let writes = self.put_in_map(&pk, RECENT_MAP, &id, value).await?;
+        let writes = self.put_list_entry(&pk, &id, value).await?;
         if writes % (keep as i64 / 4).max(1) == 0 {
             self.trim_recent(&pk, keep).await?;
         }
@@ -1204,25 +1176,18 @@ fn recent_pk(list: &str) -> String {
     format!("recent#{list}")
 }
 
-/// The keys and (string) values of the map `map` in `item`.
-fn map_entries(item: &Item, map: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let Some(value) = item.get(map) else {
-        return Ok(Vec::new());
-    };
-    let entries = value
-        .as_m()
-        .map_err(|_| StoreError::Corrupt(format!("attribute {map} is not a map")))?;
-    entries
-        .iter()
-        .map(|(key, value)| match value.as_s() {
-            Ok(text) => Ok((key.clone(), text.clone())),
-            Err(_) => Err(StoreError::Corrupt(format!("{map}.{key} is not a string"))),
+/// The keys and (string) values of a list item's entries.
+fn list_entries(item: &Item) -> Vec<(String, String)> {
+    item.iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix(ENTRY_PREFIX)?;
+            Some((key.to_string(), value.as_s().ok()?.clone()))
         })
         .collect()
 }
 
 fn recent_entries(item: &Item) -> Result<Vec<(String, HistoryEntry)>, StoreError> {
-    map_entries(item, RECENT_MAP)?
+    list_entries(item)
         .into_iter()
         .map(|(key, value)| {
             let entry = serde_json::from_str(&value)
