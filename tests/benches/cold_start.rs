@@ -4,8 +4,11 @@
 //! Per binary, 20 runs: exec -> first `GET /invocation/next` (init), exec -> first response
 //! (first invocation, against moto and local fakes), and peak RSS (`VmHWM` read from
 //! /proc while the process waits for its second event). Medians, and ratios to the floor.
-//! Budget: init median under 10 ms, peak RSS under 20 MB. Run by scripts/bench.sh (which
-//! starts moto and builds the release binaries).
+//! Budget: init median at most 3x the floor's. Run by scripts/bench.sh (which starts moto
+//! and builds the release binaries). With `RELAY_BENCH_BEFORE` (a directory of another
+//! revision's release binaries, `BEFORE=<rev> scripts/bench.sh`), each of those is measured
+//! too, in the same run against the same floor, as it was deployed then (no
+//! `SSL_CERT_FILE`).
 
 use std::time::Duration;
 
@@ -16,11 +19,20 @@ use serde_json::Value;
 use wiremock::MockServer;
 
 const RUNS: usize = 20;
+/// Init of every function at most this many times the floor's.
+const BUDGET: f64 = 3.0;
 
 struct Case {
     binary: &'static str,
     event: &'static str,
     env: Vec<(&'static str, String)>,
+}
+
+/// Which build of a binary a run starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Build {
+    Now,
+    Before,
 }
 
 struct Sample {
@@ -38,7 +50,12 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn run_once(case: &Case, connections: &MockServer, github: &FakeGitHub) -> Sample {
+async fn run_once(
+    case: &Case,
+    build: Build,
+    connections: &MockServer,
+    github: &FakeGitHub,
+) -> Sample {
     let store = moto_store().await;
     let tables = store.tables().clone();
     let mut env = vec![
@@ -52,7 +69,14 @@ async fn run_once(case: &Case, connections: &MockServer, github: &FakeGitHub) ->
     ];
     env.extend(case.env.iter().cloned());
     let api = RuntimeApi::start(vec![event::<Value>(case.event)]).await;
-    let function = FunctionProcess::spawn(&release_binary(case.binary), &api, &env);
+    let binary = match build {
+        Build::Now => release_binary(case.binary),
+        Build::Before => {
+            env.push(("SSL_CERT_FILE", String::new()));
+            before_dir().expect("RELAY_BENCH_BEFORE").join(case.binary)
+        }
+    };
+    let function = FunctionProcess::spawn(&binary, &api, &env);
     let (outcome, at) = api
         .outcome_with_time(1, Duration::from_secs(30))
         .await
@@ -70,6 +94,10 @@ async fn run_once(case: &Case, connections: &MockServer, github: &FakeGitHub) ->
         first_response: at - function.started,
         peak_rss_kb: peak_rss_kb(pid),
     }
+}
+
+fn before_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("RELAY_BENCH_BEFORE").map(std::path::PathBuf::from)
 }
 
 fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
@@ -151,23 +179,40 @@ async fn main() {
     println!("| binary | init | x floor | first response | peak RSS | x floor |");
     println!("|---|---|---|---|---|---|");
     let mut floor: Option<(Duration, u64)> = None;
+    let mut over = Vec::new();
     for case in &cases {
-        let mut samples = Vec::new();
-        for _ in 0..RUNS {
-            samples.push(run_once(case, &connections, &github).await);
+        let builds: &[Build] = match (before_dir(), case.binary) {
+            (Some(_), binary) if binary != "hello-lambda" => &[Build::Before, Build::Now],
+            _ => &[Build::Now],
+        };
+        for &build in builds {
+            let mut samples = Vec::new();
+            for _ in 0..RUNS {
+                samples.push(run_once(case, build, &connections, &github).await);
+            }
+            let init = median(samples.iter().map(|s| s.init).collect());
+            let first = median(samples.iter().map(|s| s.first_response).collect());
+            let rss = median(samples.iter().map(|s| s.peak_rss_kb).collect());
+            let (floor_init, floor_rss) = *floor.get_or_insert((init, rss));
+            let ratio = init.as_secs_f64() / floor_init.as_secs_f64();
+            let label = match build {
+                Build::Now => case.binary.to_string(),
+                Build::Before => format!("{} (before)", case.binary),
+            };
+            println!(
+                "| {label} | {:.2} ms | {ratio:.2} | {:.2} ms | {:.1} MB | {:.2} |",
+                init.as_secs_f64() * 1e3,
+                first.as_secs_f64() * 1e3,
+                rss as f64 / 1024.0,
+                rss as f64 / floor_rss as f64,
+            );
+            if build == Build::Now && ratio > BUDGET {
+                over.push(case.binary);
+            }
         }
-        let init = median(samples.iter().map(|s| s.init).collect());
-        let first = median(samples.iter().map(|s| s.first_response).collect());
-        let rss = median(samples.iter().map(|s| s.peak_rss_kb).collect());
-        let (floor_init, floor_rss) = *floor.get_or_insert((init, rss));
-        println!(
-            "| {} | {:.2} ms | {:.2} | {:.2} ms | {:.1} MB | {:.2} |",
-            case.binary,
-            init.as_secs_f64() * 1e3,
-            init.as_secs_f64() / floor_init.as_secs_f64(),
-            first.as_secs_f64() * 1e3,
-            rss as f64 / 1024.0,
-            rss as f64 / floor_rss as f64,
-        );
+    }
+    if !over.is_empty() {
+        eprintln!("init over {BUDGET}x the floor: {}", over.join(", "));
+        std::process::exit(1);
     }
 }

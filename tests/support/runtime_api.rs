@@ -225,7 +225,8 @@ fn ca_bundle() -> Option<&'static str> {
 }
 
 impl FunctionProcess {
-    /// Starts `binary` as Lambda would, with `env` on top of the Lambda variables.
+    /// Starts `binary` as Lambda would, with `env` on top of the Lambda variables and the
+    /// CA bundle template.yaml names (an empty `SSL_CERT_FILE` in `env` unsets it).
     pub fn spawn(binary: &std::path::Path, api: &RuntimeApi, env: &[(&str, String)]) -> Self {
         let mut command = tokio::process::Command::new(binary);
         command
@@ -246,7 +247,11 @@ impl FunctionProcess {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (name, value) in env {
-            command.env(name, value);
+            match (*name, value.as_str()) {
+                // Unset, as before template.yaml set it: the TLS stack looks for itself.
+                ("SSL_CERT_FILE", "") => command.env_remove(name),
+                _ => command.env(name, value),
+            };
         }
         let started = Instant::now();
         Self {
