@@ -9,7 +9,7 @@ use build_relay::config::{RelayConfig, Secret};
 use build_relay::handlers::status::StatusHook;
 use build_relay::handlers::webhook::{Webhook, lambda_response};
 use build_relay::notify::SmokeyMessage;
-use build_relay::store::{Commits, Ledger};
+use build_relay::store::{Commits, Ledger, Outbox};
 use build_relay::store::{DeliveryStart, Verdict};
 use http::StatusCode;
 use integration_tests::fake_github::FakeGitHub;
@@ -414,6 +414,11 @@ async fn the_verdict_is_sent_once_per_commit(backend: Backend) {
     let other = h.deliver("d2", &deploy_status("failure")).await;
     assert!(other.reason.contains("decided already"), "{other:?}");
     assert_eq!(h.sent(), vec![expected_commit_status("success")]);
+    // The verdict's message is in the outbox, once; the later result's place was given back.
+    let outbox = h.store.outbox_after(0, 0, 10).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert!(outbox[0].message.contains("commit_status"), "{outbox:?}");
+    assert_eq!(h.store.outbox_head().await.unwrap(), outbox[0].seq);
 }
 
 async fn concurrent_deliveries_send_one_verdict(backend: Backend) {

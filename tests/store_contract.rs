@@ -444,6 +444,32 @@ async fn recent_lists_keep_their_newest_entries(backend: Backend) {
     assert_eq!(contexts, [(3, "ci"), (2, "build")]);
 }
 
+async fn places_are_given_out_written_in_any_order_and_given_back(backend: Backend) {
+    let store = store(backend).await;
+    let first = store.reserve_place().await.unwrap();
+    let second = store.reserve_place().await.unwrap();
+    assert_eq!((first, second), (1, 2));
+    // Written in the other order: read in the order of places.
+    store.put_outbox_entry(second, "two", NOW).await.unwrap();
+    store.put_outbox_entry(first, "one", NOW).await.unwrap();
+    let read: Vec<(u64, String)> = store
+        .outbox_after(0, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.message))
+        .collect();
+    assert_eq!(read, [(1, "one".to_string()), (2, "two".to_string())]);
+    // Given back only while it is the last one given out; else it stays a gap.
+    let unused = store.reserve_place().await.unwrap();
+    let after = store.reserve_place().await.unwrap();
+    store.release_place(unused).await.unwrap();
+    assert_eq!(store.outbox_head().await.unwrap(), after);
+    store.release_place(after).await.unwrap();
+    assert_eq!(store.outbox_head().await.unwrap(), unused);
+    assert_eq!(store.append_outbox("three", NOW).await.unwrap(), after);
+}
+
 async fn a_claim_has_one_holder(backend: Backend) {
     let store = store(backend).await;
     let claims = (0..6).map(|i| {
@@ -737,6 +763,7 @@ on_both_stores!(
     a_bridged_frame_enters_the_outbox_once_within_its_horizon,
     history_is_kept_newest_first,
     recent_lists_keep_their_newest_entries,
+    places_are_given_out_written_in_any_order_and_given_back,
     a_claim_has_one_holder,
     ledger_runs_a_delivery_once,
     ledger_lets_failed_and_stale_deliveries_through,
