@@ -70,6 +70,16 @@ pub(crate) async fn record_history(
     Ok(())
 }
 
+/// Gives back a place in the outbox that was not used, so that it leaves no gap when
+/// nothing was given out after it. A failure only leaves the gap.
+pub(crate) async fn give_back_place(fx: &Effects, place: Option<u64>) {
+    if let Some(place) = place
+        && let Err(error) = fx.store.release_place(place).await
+    {
+        tracing::warn!(place, %error, "an unused place in the outbox stays a gap");
+    }
+}
+
 /// Records a CI result, and notes its context for the status page at the same time.
 pub(crate) async fn record_result(
     store: &dyn Store,

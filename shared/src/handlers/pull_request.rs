@@ -274,7 +274,7 @@ impl Merging<'_> {
         // A place in the outbox for the Merged line, given out as the merge is recorded.
         let mut place = None;
         let result = self.merge_once(taken, read, &mut place).await;
-        super::verdict::give_back(self.prs, place).await;
+        super::give_back_place(self.prs, place).await;
         result
     }
 

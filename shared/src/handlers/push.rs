@@ -124,14 +124,14 @@ impl PushHook {
         let mut held = match taken {
             Taken::Won(held) | Taken::Mine(held) => held,
             Taken::Finished(held) => {
-                super::verdict::give_back(&self.0, Some(place)).await;
+                super::give_back_place(&self.0, Some(place)).await;
                 return Ok(format!(
                     "{what}: done already by delivery {}; nothing to do",
                     held.owner
                 ));
             }
             Taken::Busy(held) => {
-                super::verdict::give_back(&self.0, Some(place)).await;
+                super::give_back_place(&self.0, Some(place)).await;
                 return Err(Failure::transient(format!(
                     "{what}: under way in delivery {}; redeliver if it does not finish",
                     held.owner
@@ -164,7 +164,7 @@ impl PushHook {
     ) -> Result<String, Failure> {
         let delivery_id = claim.me;
         if held.state == ClaimState::Announced {
-            super::verdict::give_back(&self.0, Some(place)).await;
+            super::give_back_place(&self.0, Some(place)).await;
             let verdict = self.judge_deployed(delivery_id, sha, work).await?;
             return Ok(format!(
                 "{} was moved to {sha} and Smokeys told before; {verdict}",
@@ -173,7 +173,7 @@ impl PushHook {
         }
         match self.move_deploy(delivery_id, sha, fresh).await? {
             Arrival::Ended(answer) => {
-                super::verdict::give_back(&self.0, Some(place)).await;
+                super::give_back_place(&self.0, Some(place)).await;
                 Ok(answer)
             }
             arrival => self.arrive(claim, held, sha, work, arrival, place).await,
@@ -288,7 +288,7 @@ impl PushHook {
                 format!("{done}; told {sent} connection(s)")
             }
             None => {
-                super::verdict::give_back(&self.0, Some(place)).await;
+                super::give_back_place(&self.0, Some(place)).await;
                 claim.step(held, next).await?;
                 done
             }

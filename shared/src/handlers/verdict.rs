@@ -63,7 +63,7 @@ pub(crate) async fn judge(
     };
     let decided = match rules::decide(&report.record, &latest, &fx.config) {
         StatusDecision::Undecided(reason) => {
-            give_back(fx, prepared.place).await;
+            super::give_back_place(fx, prepared.place).await;
             return Ok(reason);
         }
         StatusDecision::Decided(decided) => decided,
@@ -79,7 +79,7 @@ pub(crate) async fn judge(
         })
         .await?;
         if head != *sha {
-            give_back(fx, prepared.place).await;
+            super::give_back_place(fx, prepared.place).await;
             return Ok(format!(
                 "Not a commit on {deploy} (its head is {head}); recorded only"
             ));
@@ -87,16 +87,6 @@ pub(crate) async fn judge(
     }
     let message = report.commit_message.clone();
     send_once(fx, delivery_id, sha, decided, message, prepared.place).await
-}
-
-/// Gives back a place in the outbox that was not used, so that it leaves no gap when
-/// nothing was given out after it. A failure only leaves the gap.
-pub(crate) async fn give_back(fx: &Effects, place: Option<u64>) {
-    if let Some(place) = place
-        && let Err(error) = fx.store.release_place(place).await
-    {
-        tracing::warn!(place, %error, "an unused place in the outbox stays a gap");
-    }
 }
 
 /// Decides a commit deploy has just moved to from the results recorded before, and sends
@@ -148,7 +138,7 @@ async fn send_once(
             if let Some(held) = fx.store.verdict(sha).await?
                 && held.notified_at.is_some()
             {
-                give_back(fx, place).await;
+                super::give_back_place(fx, place).await;
                 return Ok(decided_already(&held));
             }
             retried(fx, &format!("read commit {sha}"), || {
@@ -181,7 +171,7 @@ async fn send_once(
     {
         VerdictClaim::Claimed => None,
         VerdictClaim::Taken(held) => {
-            give_back(fx, Some(place)).await;
+            super::give_back_place(fx, Some(place)).await;
             Some(held)
         }
     };

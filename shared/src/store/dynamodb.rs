@@ -149,6 +149,47 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// A put of `item` into the main table under `condition` (with `values`), for a
+    /// transaction.
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Put, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (name, value) in values {
+            put = put.expression_attribute_values(*name, value.clone());
+        }
+        put.build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Writes `guarded` and an outbox entry in one transaction: both or neither. False when
+    /// `guarded`'s condition did not hold (nothing written).
+    async fn put_with_outbox_entry(&self, guarded: Put, entry: Item) -> Result<bool, StoreError> {
+        let entry = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(entry))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(guarded).build())
+            .transact_items(TransactWriteItem::builder().put(entry).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if transaction_condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// A store on `tables` through `client`. Does no network I/O.
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
@@ -498,34 +539,17 @@ impl Commits for DynamoStore {
                 Some(existing) => Ok(VerdictClaim::Taken(verdict_record(&existing)?)),
             };
         };
-        let claim = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let entry = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(outbox_entry(seq, message, record.claimed_at)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(claim).build())
-            .transact_items(TransactWriteItem::builder().put(entry).build())
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(VerdictClaim::Claimed),
-            // Decided before: the message is not added (its place stays a gap).
-            Err(e) if transaction_condition_failed(&e) => match self.verdict(&verdict.sha).await? {
-                Some(held) => Ok(VerdictClaim::Taken(held)),
-                None => Err(StoreError::Unavailable(
-                    "the verdict's claim was refused, but no verdict is recorded".into(),
-                )),
-            },
-            Err(e) => Err(unavailable(e)),
+        let claim = self.put(item, "attribute_not_exists(pk)", &[])?;
+        let entry = outbox_entry(seq, message, record.claimed_at);
+        if self.put_with_outbox_entry(claim, entry).await? {
+            return Ok(VerdictClaim::Claimed);
+        }
+        // Decided before: the message is not added (its place stays a gap).
+        match self.verdict(&verdict.sha).await? {
+            Some(held) => Ok(VerdictClaim::Taken(held)),
+            None => Err(StoreError::Unavailable(
+                "the verdict's claim was refused, but no verdict is recorded".into(),
+            )),
         }
     }
 
@@ -963,37 +987,20 @@ impl Outbox for DynamoStore {
         horizon: i64,
     ) -> Result<Option<u64>, StoreError> {
         let seq = self.next_outbox_place().await?;
-        let sighting = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(item([
-                ("pk", s(format!("sighting#{fingerprint}"))),
-                ("sk", s("seen")),
-                ("seen_at", n(now)),
-                (TTL_ATTRIBUTE, n(now + ttl::SIGHTING)),
-            ])))
-            .condition_expression("attribute_not_exists(pk) OR seen_at <= :horizon")
-            .expression_attribute_values(":horizon", n(now - horizon))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let entry = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(outbox_entry(seq, message, now)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let sighting = item([
+            ("pk", s(format!("sighting#{fingerprint}"))),
+            ("sk", s("seen")),
+            ("seen_at", n(now)),
+            (TTL_ATTRIBUTE, n(now + ttl::SIGHTING)),
+        ]);
+        let unseen = "attribute_not_exists(pk) OR seen_at <= :horizon";
+        let sighting = self.put(sighting, unseen, &[(":horizon", n(now - horizon))])?;
         // Both or neither: a sighting without its entry would make the frame a duplicate
         // of nothing, and an entry without its sighting would let another run add it again.
         let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(sighting).build())
-            .transact_items(TransactWriteItem::builder().put(entry).build())
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Some(seq)),
-            Err(e) if transaction_condition_failed(&e) => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+            .put_with_outbox_entry(sighting, outbox_entry(seq, message, now))
+            .await?;
+        Ok(written.then_some(seq))
     }
 
     async fn outbox_after(
