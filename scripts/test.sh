@@ -20,7 +20,8 @@ source scripts/moto.sh
 source scripts/debian.sh
 FUNCTIONS=(github-status github-push github-pull-request ws-connect ws-disconnect ws-message ws-keepalive reconcile status-page)
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step says when it starts (seconds since the command began), for where the minutes go.
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
