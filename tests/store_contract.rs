@@ -284,6 +284,60 @@ async fn concurrent_claims_have_one_winner(backend: Backend) {
     assert_eq!(won, 1);
 }
 
+async fn concurrent_claims_with_their_messages_add_one_message(backend: Backend) {
+    let store = store(backend).await;
+    let claims = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let place = store.reserve_place().await.unwrap();
+            let message = format!("verdict of d{i}");
+            let record = verdict_record(&format!("d{i}"));
+            let claim = store.claim_verdict(&record, Some((place, &message)));
+            (claim.await.unwrap(), place, message)
+        })
+    });
+    let results = futures_util::future::join_all(claims).await;
+    let won: Vec<(u64, String)> = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|(claim, _, _)| matches!(claim, VerdictClaim::Claimed))
+        .map(|(_, place, message)| (place, message))
+        .collect();
+    assert_eq!(won.len(), 1);
+    let outbox: Vec<(u64, String)> = store
+        .outbox_after(0, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.message))
+        .collect();
+    assert_eq!(outbox, won, "the winner's message, and no other");
+}
+
+async fn concurrent_notes_all_reach_a_recent_list(backend: Backend) {
+    let store = store(backend).await;
+    let notes = (0..20).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let entry = HistoryEntry {
+                at: NOW + i,
+                delivery_id: format!("d{i}"),
+                outcome: HistoryOutcome::parse("handled"),
+                detail: serde_json::Value::Null,
+            };
+            store
+                .note_recent("deliveries", None, &entry, 50)
+                .await
+                .unwrap()
+        })
+    });
+    futures_util::future::join_all(notes).await;
+    let listed = store.recent(&["deliveries"]).await.unwrap().remove(0);
+    let ids: Vec<String> = listed.into_iter().map(|e| e.delivery_id).collect();
+    let expected: Vec<String> = (0..20).rev().map(|i| format!("d{i}")).collect();
+    assert_eq!(ids, expected, "every note, newest first");
+}
+
 async fn deploy_marks_are_remembered(backend: Backend) {
     let store = store(backend).await;
     assert!(!store.is_deployed("abc").await.unwrap());
@@ -670,16 +724,16 @@ async fn the_outbox_keeps_order_and_cursors_only_go_forward(backend: Backend) {
     store.advance_cursor("smokey-1", 3, NOW + 7).await.unwrap();
     assert_eq!(store.cursor("smokey-1").await.unwrap(), Some(3));
     assert_eq!(
-        store.cursor_moved_at("smokey-1").await.unwrap(),
-        Some(NOW + 7)
+        store.cursor_and_moved_at("smokey-1").await.unwrap(),
+        Some((3, Some(NOW + 7)))
     );
     // A cursor that does not move keeps its time.
     store.advance_cursor("smokey-1", 2, NOW + 9).await.unwrap();
     assert_eq!(
-        store.cursor_moved_at("smokey-1").await.unwrap(),
-        Some(NOW + 7)
+        store.cursor_and_moved_at("smokey-1").await.unwrap(),
+        Some((3, Some(NOW + 7)))
     );
-    assert_eq!(store.cursor_moved_at("smokey-2").await.unwrap(), None);
+    assert_eq!(store.cursor_and_moved_at("smokey-2").await.unwrap(), None);
     assert_eq!(store.cursor("smokey-2").await.unwrap(), None);
     // A key added again starts over where it is added, back or forward.
     store.start_cursor("smokey-1", 1, NOW).await.unwrap();
@@ -772,6 +826,8 @@ on_both_stores!(
     statuses_keep_every_field,
     a_verdict_is_claimed_once,
     concurrent_claims_have_one_winner,
+    concurrent_claims_with_their_messages_add_one_message,
+    concurrent_notes_all_reach_a_recent_list,
     deploy_marks_are_remembered,
     connections_subscribe_and_expire,
     client_keys_are_named_hashes,

@@ -6,7 +6,6 @@
 //! that subscribes again is sent what it missed since its cursor (`replay`), so a verdict
 //! decided while a Smokey reconnects is not lost.
 
-use aws_types::SdkConfig;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_types::SdkConfig;
 use futures_util::{StreamExt, stream};
 
 use crate::cable;

@@ -2,9 +2,10 @@
 //! AWS. Secrets Manager is only asked when an `*_ARN` variable is set, so a local
 //! configuration does no network I/O at start.
 
+use aws_types::SdkConfig;
+
 use crate::config::{ConfigError, Secret, Source};
 use crate::github::octocrab_client::Credentials;
-use aws_types::SdkConfig;
 
 /// Reads secrets, asking Secrets Manager only for values given by ARN.
 pub struct SecretReader<'a> {
@@ -37,7 +38,7 @@ impl<'a> SecretReader<'a> {
         };
         let client = self.client.get_or_init(|| {
             let mut config = aws_sdk_secretsmanager::config::Builder::from(self.sdk);
-            if let Some(endpoint) = crate::setup::service_endpoint("SECRETS_MANAGER") {
+            if let Some(endpoint) = crate::setup::service_endpoint(self.env, "SECRETS_MANAGER") {
                 config.set_endpoint_url(Some(endpoint));
             }
             let config = config.build();

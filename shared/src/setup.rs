@@ -5,14 +5,15 @@
 //! relay-local passes its own, from the SDK's whole chain. Nothing waits on the network at
 //! start: Secrets Manager is asked only for settings given by ARN.
 
-use aws_types::SdkConfig;
 use std::sync::Arc;
 use std::time::Duration;
+
+use aws_types::SdkConfig;
 
 use crate::bridge::{Bridge, Timings};
 use crate::broadcast::{Broadcaster, ManagementApi};
 use crate::clock;
-use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Tables};
+use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Source, Tables};
 use crate::github::GitHub;
 use crate::github::octocrab_client::OctocrabGitHub;
 use crate::github::retry::RetryPolicy;
@@ -35,17 +36,21 @@ use crate::store::dynamodb::DynamoStore;
 /// each client adds its service's own endpoint override (`service_endpoint`). Not the
 /// SDK's whole chain (profiles, SSO, web identity): on Lambda the environment holds all of
 /// it, and the chain with its STS client is a tenth of each binary and most of its init.
-pub fn sdk_config() -> SdkConfig {
+pub fn sdk_config(env: &dyn Source) -> SdkConfig {
     use aws_sdk_dynamodb::config::{
         BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
     };
-    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
-    let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+    let region = env
+        .get("AWS_REGION")
+        .or_else(|| env.get("AWS_DEFAULT_REGION"));
+    let credentials = match (
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+    ) {
         (Some(id), Some(secret)) => Some(SharedCredentialsProvider::new(Credentials::new(
             id,
             secret,
-            env("AWS_SESSION_TOKEN"),
+            env.get("AWS_SESSION_TOKEN"),
             None,
             "environment",
         ))),
@@ -56,16 +61,14 @@ pub fn sdk_config() -> SdkConfig {
         .timeout_config(aws_timeouts());
     config.set_region(region.map(Region::new));
     config.set_credentials_provider(credentials);
-    config.set_endpoint_url(env("AWS_ENDPOINT_URL"));
+    config.set_endpoint_url(env.get("AWS_ENDPOINT_URL"));
     config.build()
 }
 
 /// The endpoint override for one service (`AWS_ENDPOINT_URL_DYNAMODB`,
 /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`), as the SDK's chain reads it.
-pub fn service_endpoint(service: &str) -> Option<String> {
-    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
-        .ok()
-        .filter(|value| !value.is_empty())
+pub fn service_endpoint(env: &dyn Source, service: &str) -> Option<String> {
+    env.get(&format!("AWS_ENDPOINT_URL_{service}"))
 }
 
 /// Timeouts for every AWS call (DynamoDB, @connections, Secrets Manager): without them a
@@ -83,7 +86,7 @@ pub fn aws_timeouts() -> aws_types::sdk_config::TimeoutConfig {
 pub fn store(sdk: &SdkConfig) -> Result<Arc<dyn Store>, ConfigError> {
     let tables = Tables::from_source(&ProcessEnv)?;
     let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
-    if let Some(endpoint) = service_endpoint("DYNAMODB") {
+    if let Some(endpoint) = service_endpoint(&ProcessEnv, "DYNAMODB") {
         config.set_endpoint_url(Some(endpoint));
     }
     let config = config.build();
@@ -144,7 +147,7 @@ async fn relay(sdk: &SdkConfig) -> Result<Relay, ConfigError> {
 
 /// `github-status`'s route.
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.status_hook(github))
@@ -152,7 +155,7 @@ pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
 
 /// `github-push`'s route.
 pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.push_hook(github))
@@ -160,7 +163,7 @@ pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
 
 /// `status-page`'s parts: the store (read only), the token, `STATUS_PUBLIC`, `BOT_LOGIN`.
 pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let token = SecretReader::new(&ProcessEnv, &sdk).status_token().await?;
     Ok(crate::overview::StatusPage {
         store: store(&sdk)?,
@@ -172,7 +175,7 @@ pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
 
 /// `reconcile`'s pass: the webhook routes' parts (no webhook secret: it takes no webhooks).
 pub async fn reconcile() -> Result<Reconcile, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let config = RelayConfig::from_source(&ProcessEnv)?;
     let store = store(&sdk)?;
     let notifier = Arc::new(broadcaster(&sdk, Arc::clone(&store))?);
@@ -192,7 +195,7 @@ pub async fn reconcile() -> Result<Reconcile, ConfigError> {
 
 /// `github-pull-request`'s two routes.
 pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let relay = relay(&sdk).await?;
     let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
     Ok(relay.pull_request_routes(github))
@@ -200,7 +203,7 @@ pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
 
 /// The WebSocket routes' handlers.
 pub async fn sockets() -> Result<Sockets, ConfigError> {
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     Ok(Sockets {
         broadcaster: broadcaster(&sdk, store(&sdk)?)?,
         replay_window: config::replay_window(&ProcessEnv)?,
@@ -212,7 +215,7 @@ pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let interval = config::ping_interval(&ProcessEnv)?;
     let window = config::keepalive_window(&ProcessEnv)?;
     let overlap = config::bridge_overlap(&ProcessEnv)?;
-    let sdk = sdk_config();
+    let sdk = sdk_config(&ProcessEnv);
     let broadcaster = broadcaster(&sdk, store(&sdk)?)?;
     let key = SecretReader::new(&ProcessEnv, &sdk).metasmoke_key().await?;
     let bridge = config::bridge(&ProcessEnv, key)?.map(|config| Bridge {
@@ -230,4 +233,62 @@ pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
         bridge,
         overlap,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Source {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sdk_is_configured_from_what_lambda_sets() {
+        let lambda = env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "session"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566"),
+        ]);
+        let sdk = sdk_config(&lambda);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.endpoint_url(), None);
+        let credentials = sdk
+            .credentials_provider()
+            .expect("credentials from the environment")
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "secret");
+        assert_eq!(credentials.session_token(), Some("session"));
+        assert_eq!(
+            service_endpoint(&lambda, "DYNAMODB").as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(service_endpoint(&lambda, "SECRETS_MANAGER"), None);
+    }
+
+    #[test]
+    fn half_a_key_or_blanks_configure_nothing() {
+        let sdk = sdk_config(&env(&[
+            ("AWS_DEFAULT_REGION", "us-east-2"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", " "),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ]));
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("us-east-2"));
+        assert!(sdk.credentials_provider().is_none());
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:4566"));
+        assert!(sdk_config(&env(&[])).region().is_none());
+    }
 }

@@ -324,7 +324,7 @@ delegate! {
         release_place(place: u64) -> ();
         outbox_head() -> u64;
         cursor(client: &str) -> Option<u64>;
-        cursor_moved_at(client: &str) -> Option<i64>;
+        cursor_and_moved_at(client: &str) -> Option<(u64, Option<i64>)>;
         advance_cursor(client: &str, seq: u64, now: i64) -> ();
         start_cursor(client: &str, seq: u64, now: i64) -> ();
         append_outbox_once(message: &str, fingerprint: &str, now: i64, horizon: i64) -> Option<u64>;

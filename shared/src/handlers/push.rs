@@ -92,14 +92,20 @@ impl Route for PushHook {
 }
 
 /// Where a move of deploy got to.
-enum Arrival {
-    /// Deploy was fast-forwarded to the commit.
-    Moved,
-    /// Deploy had the commit already; `tell`: an earlier attempt of this move may have
-    /// moved it and died before telling the Smokeys, so they are told now.
-    AlreadyContained { tell: bool },
-    /// Nothing more to do (deploy diverged: reported).
+enum MoveEnd {
+    /// Deploy is at the commit.
+    Arrived(Arrival),
+    /// Nothing more to do (deploy diverged: reported); the answer.
     Ended(String),
+}
+
+/// How deploy came to be at the commit.
+enum Arrival {
+    /// Deploy was fast-forwarded to it.
+    Moved,
+    /// Deploy had it already; `tell`: an earlier attempt of this move may have moved it
+    /// and died before telling the Smokeys, so they are told now.
+    AlreadyContained { tell: bool },
 }
 
 impl PushHook {
@@ -172,11 +178,11 @@ impl PushHook {
             ));
         }
         match self.move_deploy(delivery_id, sha, fresh).await? {
-            Arrival::Ended(answer) => {
+            MoveEnd::Ended(answer) => {
                 super::give_back_place(&self.0, Some(place)).await;
                 Ok(answer)
             }
-            arrival => self.arrive(claim, held, sha, work, arrival, place).await,
+            MoveEnd::Arrived(arrival) => self.arrive(claim, held, sha, work, arrival, place).await,
         }
     }
 
@@ -185,7 +191,7 @@ impl PushHook {
         delivery_id: &str,
         sha: &str,
         fresh: bool,
-    ) -> Result<Arrival, Failure> {
+    ) -> Result<MoveEnd, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let moved = self
             .0
@@ -195,7 +201,7 @@ impl PushHook {
             })
             .await;
         match moved {
-            Ok(()) => Ok(Arrival::Moved),
+            Ok(()) => Ok(MoveEnd::Arrived(Arrival::Moved)),
             Err(e) if e.is(StatusCode::UNPROCESSABLE_ENTITY) => {
                 self.refused_fast_forward(delivery_id, sha, fresh).await
             }
@@ -246,7 +252,7 @@ impl PushHook {
                 true,
                 format!("{deploy} already contains {sha}, maybe moved by an earlier attempt"),
             ),
-            Arrival::AlreadyContained { tell: false } | Arrival::Ended(_) => (
+            Arrival::AlreadyContained { tell: false } => (
                 HistoryOutcome::AlreadyContained,
                 json!({ "to": sha }),
                 false,
@@ -310,7 +316,7 @@ impl PushHook {
         delivery_id: &str,
         sha: &str,
         fresh: bool,
-    ) -> Result<Arrival, Failure> {
+    ) -> Result<MoveEnd, Failure> {
         let deploy = &self.0.config.deploy_branch;
         let compared = self
             .0
@@ -337,7 +343,7 @@ impl PushHook {
             }
         };
         if comparison.head_contains_base() {
-            return Ok(Arrival::AlreadyContained { tell: !fresh });
+            return Ok(MoveEnd::Arrived(Arrival::AlreadyContained { tell: !fresh }));
         }
         let cause = format!("{deploy} has diverged from {}", self.0.config.source_branch);
         self.report(
@@ -348,7 +354,7 @@ impl PushHook {
             &comparison,
         )
         .await
-        .map(Arrival::Ended)
+        .map(MoveEnd::Ended)
     }
 
     /// `deploy_updated` with the push payload.

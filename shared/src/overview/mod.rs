@@ -40,8 +40,7 @@ pub const DEPLOY_MOVES: RecentList = RecentList {
     keep: 20,
 };
 /// Every pull request's events and merge decisions, whatever the PR (each is also in its
-/// PR's own stream, without `number`): enough to find the open bot PRs and the last
-/// decisions.
+/// PR's own stream): enough to find the open bot PRs and the last decisions.
 pub const PULL_EVENTS: RecentList = RecentList {
     name: "pulls",
     keep: 200,
@@ -286,8 +285,12 @@ async fn cursors(
         .filter_map(|c| c.client.as_deref())
         .collect();
     futures_util::future::try_join_all(clients.into_iter().map(|client| async move {
-        let (seq, moved) = tokio::try_join!(store.cursor(client), store.cursor_moved_at(client))?;
-        Ok((client.to_string(), seq, moved))
+        let cursor = store.cursor_and_moved_at(client).await?;
+        Ok::<_, StoreError>((
+            client.to_string(),
+            cursor.map(|(seq, _)| seq),
+            cursor.and_then(|(_, moved)| moved),
+        ))
     }))
     .await
 }

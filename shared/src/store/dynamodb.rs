@@ -71,25 +71,6 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    /// Gives out the next place in the outbox (the counter's atomic `ADD`). A crash
-    /// before the entry is written leaves a gap, which readers skip.
-    async fn next_outbox_place(&self) -> Result<u64, StoreError> {
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.tables.main)
-            .key("pk", s(OUTBOX_PK))
-            .key("sk", s("head"))
-            .update_expression("ADD #seq :one")
-            .expression_attribute_names("#seq", "seq")
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        place(&output.attributes.unwrap_or_default())
-    }
-
     /// Sets entry `key` of the list item (`pk`, `LIST_SK`) to `value`, and counts the write:
     /// the count after it.
     async fn put_list_entry(&self, pk: &str, key: &str, value: String) -> Result<i64, StoreError> {
@@ -692,8 +673,11 @@ impl Recent for DynamoStore {
         let value = serde_json::to_string(entry).expect("a history entry serialises");
         let pk = recent_pk(list);
         let writes = self.put_list_entry(&pk, &id, value).await?;
-        if writes % (keep as i64 / 4).max(1) == 0 {
-            self.trim_recent(&pk, keep).await?;
+        // Housekeeping: the entry is in; a failed trim is done by the next one.
+        if writes % (keep as i64 / 4).max(1) == 0
+            && let Err(error) = self.trim_recent(&pk, keep).await
+        {
+            tracing::warn!(list, %error, "recent list not trimmed");
         }
         Ok(())
     }
@@ -958,7 +942,7 @@ impl ClientKeys for DynamoStore {
 #[async_trait]
 impl Outbox for DynamoStore {
     async fn append_outbox(&self, message: &str, now: i64) -> Result<u64, StoreError> {
-        let seq = self.next_outbox_place().await?;
+        let seq = self.reserve_place().await?;
         self.put_outbox_entry(seq, message, now).await?;
         Ok(seq)
     }
@@ -986,7 +970,7 @@ impl Outbox for DynamoStore {
         now: i64,
         horizon: i64,
     ) -> Result<Option<u64>, StoreError> {
-        let seq = self.next_outbox_place().await?;
+        let seq = self.reserve_place().await?;
         let sighting = item([
             ("pk", s(format!("sighting#{fingerprint}"))),
             ("sk", s("seen")),
@@ -1028,8 +1012,22 @@ impl Outbox for DynamoStore {
         Ok(entries)
     }
 
+    /// The counter's atomic `ADD`. A crash before the entry is written leaves a gap.
     async fn reserve_place(&self) -> Result<u64, StoreError> {
-        self.next_outbox_place().await
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .key("pk", s(OUTBOX_PK))
+            .key("sk", s("head"))
+            .update_expression("ADD #seq :one")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        place(&output.attributes.unwrap_or_default())
     }
 
     async fn release_place(&self, place: u64) -> Result<(), StoreError> {
@@ -1057,21 +1055,22 @@ impl Outbox for DynamoStore {
         }
     }
 
-    async fn cursor_moved_at(&self, client: &str) -> Result<Option<i64>, StoreError> {
-        let item = self
-            .get(CURSORS_PK.to_string(), &format!("client#{client}"))
-            .await?;
-        Ok(item.and_then(|item| number(&item, "moved_at").ok()))
-    }
-
-    async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError> {
+    async fn cursor_and_moved_at(
+        &self,
+        client: &str,
+    ) -> Result<Option<(u64, Option<i64>)>, StoreError> {
         let Some(item) = self
             .get(CURSORS_PK.to_string(), &format!("client#{client}"))
             .await?
         else {
             return Ok(None);
         };
-        Ok(Some(place(&item)?))
+        Ok(Some((place(&item)?, number(&item, "moved_at").ok())))
+    }
+
+    async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError> {
+        let cursor = self.cursor_and_moved_at(client).await?;
+        Ok(cursor.map(|(seq, _)| seq))
     }
 
     async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError> {

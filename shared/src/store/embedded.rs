@@ -540,8 +540,14 @@ impl Outbox for EmbeddedStore {
         })
     }
 
-    async fn cursor_moved_at(&self, client: &str) -> Result<Option<i64>, StoreError> {
-        self.read(|state| state.cursor_moves.get(client).copied())
+    async fn cursor_and_moved_at(
+        &self,
+        client: &str,
+    ) -> Result<Option<(u64, Option<i64>)>, StoreError> {
+        self.read(|state| {
+            let seq = state.cursors.get(client).copied()?;
+            Some((seq, state.cursor_moves.get(client).copied()))
+        })
     }
 
     async fn append_outbox_once(
@@ -569,8 +575,9 @@ impl Outbox for EmbeddedStore {
 }
 
 /// Writes an entry at a place given out before, in the order of places (another entry
-/// may have passed it).
+/// may have passed it), dropping expired ones.
 fn insert_outbox(state: &mut State, seq: u64, message: &str, now: i64) {
+    state.outbox.retain(|e| e.at + ttl::OUTBOX > now);
     let entry = OutboxEntry {
         seq,
         message: message.to_string(),
@@ -580,14 +587,10 @@ fn insert_outbox(state: &mut State, seq: u64, message: &str, now: i64) {
     state.outbox.insert(at, entry);
 }
 
-/// Adds an entry to the outbox (dropping expired ones) and gives its place.
+/// Adds an entry to the outbox at the next place, and gives that place.
 fn push_outbox(state: &mut State, message: &str, now: i64) -> u64 {
-    state.outbox.retain(|e| e.at + ttl::OUTBOX > now);
     state.outbox_head += 1;
-    state.outbox.push(OutboxEntry {
-        seq: state.outbox_head,
-        message: message.to_string(),
-        at: now,
-    });
-    state.outbox_head
+    let seq = state.outbox_head;
+    insert_outbox(state, seq, message, now);
+    seq
 }

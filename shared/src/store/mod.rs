@@ -360,9 +360,13 @@ pub trait Outbox: Send + Sync {
     /// never subscribed (or not for `ttl::CURSOR`).
     async fn cursor(&self, client: &str) -> Result<Option<u64>, StoreError>;
 
-    /// When `client`'s cursor last moved forward (one of its connections took a frame) or
-    /// started; `None` before that, or for a cursor written before this was kept.
-    async fn cursor_moved_at(&self, client: &str) -> Result<Option<i64>, StoreError>;
+    /// `client`'s cursor, as `cursor`, with when it last moved forward (one of its
+    /// connections took a frame) or started (`None` for a cursor written before this was
+    /// kept): one read.
+    async fn cursor_and_moved_at(
+        &self,
+        client: &str,
+    ) -> Result<Option<(u64, Option<i64>)>, StoreError>;
 
     /// Moves `client`'s cursor to `seq`, never back.
     async fn advance_cursor(&self, client: &str, seq: u64, now: i64) -> Result<(), StoreError>;
