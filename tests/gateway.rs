@@ -280,6 +280,10 @@ async fn junk_is_ignored_and_an_oversized_frame_closes_the_socket() {
     .await
     .expect("the gateway closes the socket");
     assert_eq!(closed, Some(1009));
+    assert_eq!(
+        gateway.closed_sockets(),
+        [("frame over 32 KB", 1)].into_iter().collect()
+    );
     gateway.stop().await;
 }
 

@@ -255,5 +255,25 @@ async fn a_client_that_never_reads_is_dropped_at_the_queue_bound() {
     }
     assert!(dropped, "still connected after {accepted} posts of 30 KB");
     assert!(gateway.queued(&id).is_none(), "its queue is gone with it");
+    // Closed, counted once, and forgotten by the connection list.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.open_sockets() > 0
+        || !gateway
+            .store
+            .connections(clock::now())
+            .await
+            .unwrap()
+            .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped client is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gateway.closed_sockets(),
+        [("client does not read", 1)].into_iter().collect()
+    );
     gateway.stop().await;
 }

@@ -9,18 +9,16 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use build_relay::cable::MAX_FRAME_BYTES;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{Duration, Instant};
 
 use crate::gateway::{App, GOING_AWAY, STOPPING};
-use crate::peers::{Outbox, Outgoing, new_connection_id};
+use crate::peers::{Outbox, Outgoing, Queue, new_connection_id};
 
 /// API Gateway's largest WebSocket message; frames are limited to 32 KB separately.
 const MAX_MESSAGE_BYTES: usize = 128 * 1024;
-/// Close code for a frame over the limit (RFC 6455 "message too big").
-const TOO_BIG: u16 = 1009;
 
 pub async fn upgrade(
     State(app): State<Arc<App>>,
@@ -68,15 +66,12 @@ fn event(
 
 /// Sends what is queued for one client, in order, until the queue ends or a close frame
 /// went out; then closes the socket.
-async fn write_queued(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: UnboundedReceiver<Outgoing>,
-    outbox: Outbox,
-) {
-    while let Some(outgoing) = queue.recv().await {
+async fn write_queued(mut sink: SplitSink<WebSocket, Message>, mut queue: Queue) {
+    while let Some(outgoing) = queue.next().await {
         let bytes = outgoing.bytes();
         let frame = match outgoing {
             Outgoing::Text(text) => Message::Text(text.into()),
+            Outgoing::Ping => Message::Ping(Default::default()),
             Outgoing::Close { code, reason } => Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
@@ -84,7 +79,7 @@ async fn write_queued(
         };
         let closing = matches!(frame, Message::Close(_));
         let sent = sink.send(frame).await;
-        outbox.sent(bytes);
+        queue.sent(bytes);
         if sent.is_err() || closing {
             break;
         }
@@ -92,10 +87,47 @@ async fn write_queued(
     let _ = sink.close().await;
 }
 
+/// Why a socket's reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client closed it, or its connection ended.
+    Left,
+    /// The gateway closes it: the close frame's code, and why (also the count's name).
+    Closed { code: u16, why: &'static str },
+}
+
+impl Ending {
+    const fn closed(code: u16, why: &'static str) -> Self {
+        Self::Closed { code, why }
+    }
+
+    /// What a read error means: RFC 6455 fails the connection on a protocol violation
+    /// (1002), on text that is not UTF-8 (1007) and on a message over the limit (1009).
+    fn from_read_error(error: axum::Error) -> Self {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
+        match error.into_inner().downcast::<WsError>().map(|e| *e) {
+            Ok(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => Self::Left,
+            Ok(WsError::Protocol(_)) => Self::closed(PROTOCOL_ERROR, "protocol error"),
+            Ok(WsError::Utf8(_)) => Self::closed(INVALID_DATA, "text frame not UTF-8"),
+            Ok(WsError::Capacity(_)) => Self::closed(TOO_BIG, "message over 128 KB"),
+            _ => Self::Left,
+        }
+    }
+}
+
+/// RFC 6455's close codes.
+const PROTOCOL_ERROR: u16 = 1002;
+const INVALID_DATA: u16 = 1007;
+const POLICY_VIOLATION: u16 = 1008;
+/// "Message too big": a frame over 32 KB (what API Gateway closes for), or a message over
+/// 128 KB.
+const TOO_BIG: u16 = 1009;
+
 async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: Option<String>) {
     let id = new_connection_id();
     let (mut sink, mut stream) = socket.split();
-    let (outbox, rx) = Outbox::new();
+    let (outbox, queue) = Outbox::new();
     app.peers.add(&id, outbox.clone(), source, user_agent);
     // Upgraded just as shutdown began, after its close frames went out: close this one too.
     // (Added before the check, so that one or the other always sees it.)
@@ -119,45 +151,86 @@ async fn run(app: Arc<App>, socket: WebSocket, source: SocketAddr, user_agent: O
         return;
     }
 
-    let writer = tokio::spawn(write_queued(sink, rx, outbox.clone()));
+    let mut writer = tokio::spawn(write_queued(sink, queue));
+    let ending = read_frames(&app, &id, source, &mut stream, &outbox).await;
+    if let Ending::Closed { code, why } = ending {
+        let count = app.peers.count_closure(why);
+        tracing::info!(connection = %id, code, why, closed_so_far = count, "closing socket");
+        app.peers.send(&id, Outgoing::Close { code, reason: why });
+    }
+    // The connection list and this reader let go of the outbox: the writer sends what is
+    // queued (the close frame last), closes, and ends.
+    app.peers.remove(&id);
+    drop(outbox);
+    app.sockets
+        .disconnect(event("$disconnect", &id, source, None))
+        .await;
+    // A client that does not read would hold the writer at its send for ever.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
 
+/// Hands each frame of one socket to `$default` until the client leaves or the socket must
+/// be closed: a protocol error, a frame over 32 KB, a client that does not read what it is
+/// sent, no subscription in time, or silence past the idle bound.
+async fn read_frames(
+    app: &App,
+    id: &str,
+    source: SocketAddr,
+    stream: &mut SplitStream<WebSocket>,
+    outbox: &Outbox,
+) -> Ending {
+    let limits = app.socket_limits;
+    let started = Instant::now();
+    let mut pings = tokio::time::interval_at(started + limits.ping_every, limits.ping_every);
+    let subscribe_by = tokio::time::sleep_until(started + limits.subscribe_within);
+    tokio::pin!(subscribe_by);
+    let mut awaiting_subscription = true;
+    let mut heard = started;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
             () = outbox.dropped() => {
-                writer.abort();
-                break;
+                return Ending::closed(POLICY_VIOLATION, "client does not read");
+            }
+            () = &mut subscribe_by, if awaiting_subscription => {
+                if !app.peers.subscribed(id) {
+                    return Ending::closed(POLICY_VIOLATION, "no subscription in time");
+                }
+                awaiting_subscription = false;
+                continue;
+            }
+            _ = pings.tick() => {
+                if heard.elapsed() >= limits.idle_after {
+                    return Ending::closed(POLICY_VIOLATION, "no answer to pings");
+                }
+                app.peers.send(id, Outgoing::Ping);
+                continue;
             }
         };
-        let Some(Ok(frame)) = frame else { break };
-        app.peers.touch(&id);
+        let frame = match frame {
+            None => return Ending::Left,
+            Some(Err(error)) => return Ending::from_read_error(error),
+            Some(Ok(frame)) => frame,
+        };
+        heard = Instant::now();
+        app.peers.touch(id);
         let body = match frame {
             Message::Text(text) => text.to_string(),
             Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Message::Close(_) => break,
+            Message::Close(_) => return Ending::Left,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         if body.len() > MAX_FRAME_BYTES {
-            // What API Gateway does with a frame over 32 KB: close the connection.
-            tracing::info!(connection = %id, bytes = body.len(), "frame over 32 KB; closing");
-            app.peers.send(
-                &id,
-                Outgoing::Close {
-                    code: TOO_BIG,
-                    reason: "frame over 32 KB",
-                },
-            );
-            break;
+            // What API Gateway does with a frame over 32 KB.
+            return Ending::closed(TOO_BIG, "frame over 32 KB");
         }
         app.sockets
-            .message(event("$default", &id, source, Some(body)))
+            .message(event("$default", id, source, Some(body)))
             .await;
     }
-
-    app.peers.remove(&id);
-    app.sockets
-        .disconnect(event("$disconnect", &id, source, None))
-        .await;
-    // Let a queued close frame go out before the socket is dropped.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
 }

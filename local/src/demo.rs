@@ -52,6 +52,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
             previous: None,
         },
         ping_interval: Duration::from_secs(3),
+        socket_limits: Default::default(),
         client_keys: vec![("demo-smokey".into(), client_key.clone())],
         github: github.clone(),
         replay_window: 3600,

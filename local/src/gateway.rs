@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use build_relay::bridge::{Bridge, Timings};
 use build_relay::broadcast::{Broadcaster, ManagementApi};
-use build_relay::config::{BridgeConfig, RelayConfig, WebhookSecrets};
+use build_relay::config::{BridgeConfig, RelayConfig, SocketLimits, WebhookSecrets};
 use build_relay::github::GitHub;
 use build_relay::github::retry::RetryPolicy;
 use build_relay::handlers::keepalive::Keepalive;
@@ -41,6 +41,9 @@ pub struct GatewayOptions {
     pub relay: RelayConfig,
     pub secrets: WebhookSecrets,
     pub ping_interval: Duration,
+    /// When a WebSocket client that does not subscribe or stops answering pings is closed
+    /// (`WS_SUBSCRIBE_SECONDS`, `WS_PING_SECONDS`, `WS_IDLE_SECONDS`).
+    pub socket_limits: SocketLimits,
     /// `REPLAY_WINDOW_SECONDS`: how far back a resubscribing key is sent what it missed.
     pub replay_window: i64,
     /// Client keys to install at start, `(name, key)`; a stored key of the same name is replaced.
@@ -67,6 +70,7 @@ pub struct App {
     /// Webhook deliveries being handled; shutdown waits for them.
     pub deliveries: Deliveries,
     pub post_latency: Duration,
+    pub socket_limits: SocketLimits,
     pub sockets: Sockets,
     pub status: Webhook<StatusHook>,
     pub push: Webhook<PushHook>,
@@ -133,6 +137,7 @@ impl Gateway {
             peers: Peers::default(),
             deliveries: Deliveries::default(),
             post_latency: options.post_latency,
+            socket_limits: options.socket_limits,
             sockets: Sockets {
                 broadcaster: broadcaster.clone(),
                 replay_window: options.replay_window,
@@ -232,6 +237,18 @@ impl Running {
     /// Bytes of frames waiting to go out to connection `id`; `None` when it is not open.
     pub fn queued(&self, id: &str) -> Option<usize> {
         self.app.peers.queued(id)
+    }
+
+    /// How many WebSocket clients the gateway closed, by why (a protocol error, a frame
+    /// over 32 KB, a client that does not read, no subscription in time, no answer to
+    /// pings).
+    pub fn closed_sockets(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.app.peers.closures()
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn open_sockets(&self) -> usize {
+        self.app.peers.count()
     }
 
     /// What Smokey's `metasmoke_ws_host` should be.

@@ -52,6 +52,11 @@ enum Command {
     /// the Origin header. Logs are JSON lines on stdout. SIGTERM or Ctrl-C stops it
     /// gracefully.
     ///
+    /// WebSocket clients that break the protocol are closed (1002, 1007 for text that is not
+    /// UTF-8, 1009 for a frame over 32 KB); so are sockets with no subscription
+    /// WS_SUBSCRIBE_SECONDS (default 30) after connecting and sockets silent, pongs
+    /// included, for WS_IDLE_SECONDS (default 75; pinged every WS_PING_SECONDS, 30).
+    ///
     /// A reconcile pass runs at start and every RECONCILE_SECONDS (default 300; 0 turns it
     /// off), with stall alerts after STALL_ALERT_MINUTES (default 15).
     ///
@@ -218,6 +223,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             previous: args.webhook_secret_previous.map(Secret::new),
         },
         ping_interval,
+        socket_limits: config::socket_limits(&ProcessEnv).map_err(|e| e.to_string())?,
         client_keys,
         github,
         replay_window,

@@ -1,6 +1,6 @@
 //! The open WebSocket connections, by the id API Gateway would have given them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Outgoing {
     Text(String),
+    /// A WebSocket ping; the client's pong shows it is still there.
+    Ping,
     /// A close frame with its RFC 6455 code and reason.
     Close {
         code: u16,
@@ -41,21 +43,40 @@ pub struct Outbox {
     dropped: Arc<tokio::sync::Notify>,
 }
 
+/// The writer's end of an outbox. It holds no sender, so its queue ends once the socket's
+/// reader and the connection list have let go of the outbox: the writer then finishes
+/// and the socket is freed.
+pub struct Queue {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// The next frame to send; `None` once nobody can queue more.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        self.rx.recv().await
+    }
+
+    /// Called once a frame of `bytes` went out.
+    pub fn sent(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
 impl Outbox {
     /// A new outbox, and the writer's end of it.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+    pub fn new() -> (Self, Queue) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Self {
             tx,
             queued: Arc::default(),
             dropped: Arc::default(),
         };
-        (outbox, rx)
-    }
-
-    /// The writer calls this once a frame of `bytes` went out.
-    pub fn sent(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::SeqCst);
+        let queue = Queue {
+            rx,
+            queued: Arc::clone(&outbox.queued),
+        };
+        (outbox, queue)
     }
 
     /// Resolves when the gateway dropped the client for not reading.
@@ -80,6 +101,7 @@ impl Outgoing {
     pub fn bytes(&self) -> usize {
         match self {
             Self::Text(text) => text.len(),
+            Self::Ping => 0,
             Self::Close { reason, .. } => reason.len() + 2,
         }
     }
@@ -88,11 +110,15 @@ impl Outgoing {
 struct Peer {
     outbox: Outbox,
     info: PeerInfo,
+    /// An ActionCable subscription was confirmed to it.
+    subscribed: bool,
 }
 
 #[derive(Default)]
 pub struct Peers {
     open: Mutex<HashMap<String, Peer>>,
+    /// Sockets the gateway closed, by why.
+    closed: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A connection id shaped like API Gateway's: 16 base64 characters, ending in `=`.
@@ -111,7 +137,14 @@ impl Peers {
             source,
             user_agent,
         };
-        self.lock().insert(id.to_string(), Peer { outbox, info });
+        self.lock().insert(
+            id.to_string(),
+            Peer {
+                outbox,
+                info,
+                subscribed: false,
+            },
+        );
     }
 
     pub fn remove(&self, id: &str) {
@@ -128,18 +161,23 @@ impl Peers {
     /// does not read what it is sent.
     pub fn send(&self, id: &str, outgoing: Outgoing) -> bool {
         let mut open = self.lock();
-        let Some(peer) = open.get(id) else {
+        let Some(peer) = open.get_mut(id) else {
             return false;
         };
         let bytes = outgoing.bytes();
-        let outbox = &peer.outbox;
-        if outbox.queued.load(Ordering::SeqCst) + bytes > MAX_QUEUED_BYTES {
-            tracing::warn!(connection = %id, queued = outbox.queued(), "client does not read; dropping it");
-            outbox.dropped.notify_one();
+        if peer.outbox.queued() + bytes > MAX_QUEUED_BYTES {
+            // The socket's reader closes it and logs why.
+            peer.outbox.dropped.notify_one();
             open.remove(id);
             return false;
         }
-        if outbox.push(outgoing) {
+        if let Outgoing::Text(text) = &outgoing
+            && !peer.subscribed
+            && build_relay::cable::is_confirmation(text)
+        {
+            peer.subscribed = true;
+        }
+        if peer.outbox.push(outgoing) {
             return true;
         }
         open.remove(id);
@@ -160,8 +198,29 @@ impl Peers {
         open.len()
     }
 
+    /// Whether an ActionCable subscription was confirmed to `id`.
+    pub fn subscribed(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|p| p.subscribed)
+    }
+
     pub fn info(&self, id: &str) -> Option<PeerInfo> {
         self.lock().get(id).map(|p| p.info.clone())
+    }
+
+    /// Counts a socket the gateway closed for `why`; how many it has closed for that.
+    pub fn count_closure(&self, why: &'static str) -> u64 {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let count = closed.entry(why).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// How many sockets the gateway closed, by why.
+    pub fn closures(&self) -> BTreeMap<&'static str, u64> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn count(&self) -> usize {

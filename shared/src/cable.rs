@@ -94,6 +94,11 @@ pub fn reject_subscription(identifier: &str) -> String {
     reply(identifier, "reject_subscription")
 }
 
+/// Whether `frame` is a `confirm_subscription` reply, as [`confirm_subscription`] writes it.
+pub fn is_confirmation(frame: &str) -> bool {
+    frame.ends_with(r#","type":"confirm_subscription"}"#)
+}
+
 fn reply(identifier: &str, kind: &str) -> String {
     serde_json::to_string(&Reply { identifier, kind }).expect("strings always serialize")
 }
@@ -147,6 +152,8 @@ mod tests {
             r#"{"identifier":"{\"channel\":\"SmokeDetectorChannel\",\"key\":\"abc\"}","type":"confirm_subscription"}"#
         );
         assert!(reject_subscription(identifier).ends_with(r#""type":"reject_subscription"}"#));
+        assert!(is_confirmation(&confirm_subscription(identifier)));
+        assert!(!is_confirmation(&reject_subscription(identifier)));
         assert_eq!(ping(1700000000), r#"{"type":"ping","message":1700000000}"#);
     }
 

@@ -323,6 +323,51 @@ fn whole(
     }
 }
 
+/// What `relay-local`'s WebSocket endpoint tolerates of a client before it closes the
+/// socket (API Gateway applies its own rules on AWS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    /// `WS_SUBSCRIBE_SECONDS` (default 30): a socket with no confirmed ActionCable
+    /// subscription this long after connecting is closed.
+    pub subscribe_within: Duration,
+    /// `WS_PING_SECONDS` (default 30): how often each socket is sent a WebSocket ping.
+    pub ping_every: Duration,
+    /// `WS_IDLE_SECONDS` (default 75): a socket that sent nothing, not even a pong, for
+    /// this long is closed.
+    pub idle_after: Duration,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        Self {
+            subscribe_within: Duration::from_secs(30),
+            ping_every: Duration::from_secs(30),
+            idle_after: Duration::from_secs(75),
+        }
+    }
+}
+
+/// The WebSocket endpoint's limits from `WS_SUBSCRIBE_SECONDS`, `WS_PING_SECONDS` and
+/// `WS_IDLE_SECONDS`; the idle bound must be longer than the ping interval.
+pub fn socket_limits(env: &dyn Source) -> Result<SocketLimits, ConfigError> {
+    let limits = SocketLimits {
+        subscribe_within: Duration::from_secs(seconds(env, "WS_SUBSCRIBE_SECONDS", 30, 1..=7200)?),
+        ping_every: Duration::from_secs(seconds(env, "WS_PING_SECONDS", 30, 1..=3600)?),
+        idle_after: Duration::from_secs(seconds(env, "WS_IDLE_SECONDS", 75, 2..=7200)?),
+    };
+    if limits.idle_after <= limits.ping_every {
+        return Err(ConfigError::Invalid {
+            name: "WS_IDLE_SECONDS",
+            reason: format!(
+                "must be longer than WS_PING_SECONDS ({} s), or every client would be \
+                 closed before it could answer a ping",
+                limits.ping_every.as_secs()
+            ),
+        });
+    }
+    Ok(limits)
+}
+
 /// How often `relay-local serve` runs a reconcile pass, `RECONCILE_SECONDS` (default 300;
 /// 0 turns it off).
 pub fn reconcile_interval(env: &dyn Source) -> Result<Duration, ConfigError> {
@@ -471,6 +516,25 @@ mod tests {
         assert_eq!(stall_alert(&env(&[])).unwrap(), 900);
         let zero = stall_alert(&env(&[("STALL_ALERT_MINUTES", "0")])).unwrap_err();
         assert!(zero.to_string().contains("whole minutes from 1"), "{zero}");
+    }
+
+    #[test]
+    fn socket_limits_have_defaults_and_the_idle_bound_outlasts_a_ping() {
+        assert_eq!(socket_limits(&env(&[])).unwrap(), SocketLimits::default());
+        let set = socket_limits(&env(&[
+            ("WS_SUBSCRIBE_SECONDS", "5"),
+            ("WS_PING_SECONDS", "2"),
+            ("WS_IDLE_SECONDS", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(set.subscribe_within, Duration::from_secs(5));
+        assert_eq!(set.ping_every, Duration::from_secs(2));
+        let short = socket_limits(&env(&[
+            ("WS_PING_SECONDS", "60"),
+            ("WS_IDLE_SECONDS", "60"),
+        ]))
+        .unwrap_err();
+        assert!(short.to_string().contains("WS_IDLE_SECONDS"), "{short}");
     }
 
     #[test]

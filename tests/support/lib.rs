@@ -569,6 +569,7 @@ pub fn gateway_options(
             previous: None,
         },
         ping_interval,
+        socket_limits: Default::default(),
         client_keys: client_keys
             .iter()
             .map(|(name, key)| (name.to_string(), key.to_string()))
