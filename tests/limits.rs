@@ -69,7 +69,7 @@ async fn a_dynamodb_that_never_answers_gets_a_503_within_githubs_patience() {
             "testing", "testing", None, None, "tests",
         ))
         .endpoint_url(black_hole().await)
-        .timeout_config(build_relay::setup::aws_timeouts())
+        .timeout_config(build_relay::aws::timeouts())
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), fresh_tables());
     let webhook = test_relay(

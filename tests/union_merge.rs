@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use build_relay::answer::Answer;
 use build_relay::config::RelayConfig;
-use build_relay::handlers::pull_request::{PullRequestRoutes, pull_stream};
+use build_relay::domain::pull_stream;
+use build_relay::handlers::pull_request::PullRequestRoutes;
 use build_relay::handlers::webhook::Endpoint;
 use build_relay::store::Store;
 use integration_tests::fake_repo::FakeRepo;

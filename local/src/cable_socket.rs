@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
 use tokio::time::{Duration, Instant};
 
-use crate::gateway::{App, GOING_AWAY, STOPPING};
+use crate::app::{App, GOING_AWAY, STOPPING};
 use crate::peers::{Outbox, Outgoing, Queue, new_connection_id};
 
 /// API Gateway's largest WebSocket message; frames are limited to 32 KB separately.

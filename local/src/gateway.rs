@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -10,21 +9,14 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use build_relay::bridge::{Bridge, Timings};
+use build_relay::bridge::Timings;
 use build_relay::broadcast::{Broadcaster, ManagementApi};
 use build_relay::config::{BridgeConfig, RelayConfig, SocketLimits, WebhookSecrets};
 use build_relay::github::GitHub;
 use build_relay::github::retry::RetryPolicy;
-use build_relay::handlers::keepalive::Keepalive;
-use build_relay::handlers::pull_request::PullRequestRoutes;
-use build_relay::handlers::push::PushHook;
-use build_relay::handlers::reconcile::Reconcile;
-use build_relay::handlers::status::StatusHook;
-use build_relay::handlers::webhook::{Endpoint, Webhook};
-use build_relay::handlers::ws::Sockets;
+use build_relay::handlers::webhook::Endpoint;
 use build_relay::intake::MAX_BODY_BYTES;
 use build_relay::keys;
-use build_relay::overview::StatusPage;
 use build_relay::overview::access::Access;
 use build_relay::relay::Relay;
 use build_relay::store::Store;
@@ -32,6 +24,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::app::{App, Deliveries, GOING_AWAY, STOPPING};
 use crate::peers::Peers;
 use crate::{cable_socket, management, server};
 
@@ -62,21 +55,6 @@ pub struct GatewayOptions {
     pub stall_after_seconds: i64,
     /// Who may read `/status` (`STATUS_TOKEN`, `STATUS_PUBLIC`).
     pub status_access: Access,
-}
-
-/// What the routes share.
-pub struct App {
-    pub peers: Peers,
-    /// Webhook deliveries being handled; shutdown waits for them.
-    pub deliveries: Deliveries,
-    pub post_latency: Duration,
-    pub socket_limits: SocketLimits,
-    pub sockets: Sockets,
-    pub status: Webhook<StatusHook>,
-    pub push: Webhook<PushHook>,
-    pub pulls: PullRequestRoutes,
-    /// `/status` and `/status.json`.
-    pub status_page: StatusPage,
 }
 
 /// A gateway that is serving.
@@ -118,7 +96,7 @@ impl Gateway {
             .await
             .map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let store = options.store;
+        let store = Arc::clone(&options.store);
         install_client_keys(store.as_ref(), &options.client_keys).await?;
 
         // The handlers post through the real SDK client, to this very gateway.
@@ -126,11 +104,11 @@ impl Gateway {
         let clock = build_relay::clock::system();
         let broadcaster = Broadcaster::new(Arc::clone(&store), api, Arc::clone(&clock));
         let relay = Relay {
-            config: options.relay,
-            secrets: options.secrets,
+            config: options.relay.clone(),
+            secrets: options.secrets.clone(),
             store: Arc::clone(&store),
             notifier: Arc::new(broadcaster.clone()),
-            clock: Arc::clone(&clock),
+            clock,
             retry: RetryPolicy::default(),
         };
         let app = Arc::new(App {
@@ -138,58 +116,21 @@ impl Gateway {
             deliveries: Deliveries::default(),
             post_latency: options.post_latency,
             socket_limits: options.socket_limits,
-            sockets: Sockets {
-                broadcaster: broadcaster.clone(),
-                replay_window: options.replay_window,
-            },
+            sockets: relay.sockets(&broadcaster, options.replay_window),
             status: relay.status_hook(Arc::clone(&options.github)),
             push: relay.push_hook(Arc::clone(&options.github)),
             pulls: relay.pull_request_routes(Arc::clone(&options.github)),
-            status_page: StatusPage {
-                store: Arc::clone(&store),
-                access: options.status_access,
-                bot_login: relay.config.bot_login.clone(),
-                clock: Arc::clone(&clock),
-            },
+            status_page: relay.status_page(
+                options.status_access.token.clone(),
+                options.status_access.public,
+            ),
         });
-        let effects = relay.effects(options.github);
 
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, router(&app), async move {
             let _ = stopped.await;
         }));
-        let bridge = options.bridge.map(|config| {
-            let bridge = Bridge {
-                config,
-                timings: options.bridge_timings,
-                broadcaster: broadcaster.clone(),
-            };
-            tokio::spawn(async move {
-                bridge.run(None, None).await;
-            })
-        });
-        let keepalive = Keepalive {
-            broadcaster,
-            interval: options.ping_interval,
-            clock,
-        };
-        let mut background = vec![tokio::spawn(async move { keepalive.run_forever().await })];
-        background.extend(bridge);
-        if !options.reconcile_interval.is_zero() {
-            let reconcile = Reconcile {
-                effects: Arc::new(effects),
-                stall_after_seconds: options.stall_after_seconds,
-            };
-            let interval = options.reconcile_interval;
-            background.push(tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(interval);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticks.tick().await;
-                    reconcile.pass().await;
-                }
-            }));
-        }
+        let background = background_tasks(&relay, &broadcaster, options);
         tracing::info!(%addr, "relay-local serving");
         Ok(Running {
             addr,
@@ -200,6 +141,36 @@ impl Gateway {
             background,
         })
     }
+}
+
+/// What runs beside the routes: the keepalive, the bridge when configured, and reconcile
+/// passes unless turned off.
+fn background_tasks(
+    relay: &Relay,
+    broadcaster: &Broadcaster,
+    options: GatewayOptions,
+) -> Vec<JoinHandle<()>> {
+    let keepalive = relay.keepalive(broadcaster, options.ping_interval);
+    let mut tasks = vec![tokio::spawn(async move { keepalive.run_forever().await })];
+    if let Some(config) = options.bridge {
+        let bridge = relay.bridge(broadcaster, config, options.bridge_timings);
+        tasks.push(tokio::spawn(async move {
+            bridge.run(None, None).await;
+        }));
+    }
+    if !options.reconcile_interval.is_zero() {
+        let reconcile = relay.reconcile(options.github, options.stall_after_seconds);
+        let interval = options.reconcile_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                reconcile.pass().await;
+            }
+        }));
+    }
+    tasks
 }
 
 /// Every route of the gateway: API Gateway's (webhooks, the WebSocket, @connections) and
@@ -300,11 +271,6 @@ impl Running {
     }
 }
 
-/// RFC 6455's close code for an endpoint that is going away.
-pub const GOING_AWAY: u16 = 1001;
-/// The close frame's reason when the gateway stops.
-pub const STOPPING: &str = "relay-local is stopping";
-
 /// Resolves with the name of the first stop signal received.
 async fn stop_signal() -> &'static str {
     #[cfg(unix)]
@@ -343,42 +309,6 @@ async fn install_client_keys(
     Ok(())
 }
 
-/// The webhook deliveries in flight, and whether new deliveries and sockets are still taken.
-#[derive(Default)]
-pub struct Deliveries {
-    stopping: AtomicBool,
-    in_flight: AtomicUsize,
-}
-
-impl Deliveries {
-    /// From now on, new webhooks and new WebSocket connections are refused.
-    fn stop_taking(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the gateway is stopping: nothing new is taken.
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Waits (up to `patience`) for the deliveries in flight.
-    async fn drain(&self, patience: Duration) {
-        let deadline = tokio::time::Instant::now() + patience;
-        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Counts a delivery in flight while it lives.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 async fn serve(
     app: &App,
     endpoint: &dyn Endpoint,
@@ -386,9 +316,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Counted before the check, so that drain never misses one that got past it.
-    app.deliveries.in_flight.fetch_add(1, Ordering::SeqCst);
-    let _counted = InFlight(&app.deliveries.in_flight);
+    let _counted = app.deliveries.begin();
     if app.deliveries.stopping() {
         return build_relay::answer::Answer::unavailable(
             "relay-local is stopping; redeliver later",

@@ -3,6 +3,7 @@
 //! endpoint (`/cable`), and the `@connections` management API that the real AWS SDK client
 //! posts to.
 
+pub mod app;
 pub mod cable_socket;
 pub mod demo;
 pub mod gateway;

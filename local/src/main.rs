@@ -15,15 +15,14 @@ use build_relay::github::GitHub;
 use build_relay::github::dry_run::DryRun;
 use build_relay::github::octocrab_client::OctocrabGitHub;
 use build_relay::github::retry::RetryPolicy;
-use build_relay::handlers::Effects;
-use build_relay::handlers::reconcile::Reconcile;
 use build_relay::notify::{Notifier, RecordingNotifier};
 use build_relay::overview::access::Access;
+use build_relay::relay::Relay;
 use build_relay::secrets::{self, SecretReader};
 use build_relay::store::Store;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
 use build_relay::store::embedded::EmbeddedStore;
-use build_relay::{keys, logging, setup};
+use build_relay::{keys, logging};
 use clap::{Args, Parser, Subcommand};
 use relay_local::{Gateway, GatewayOptions};
 
@@ -288,17 +287,15 @@ async fn reconcile_once(args: StoreArgs, dry_run: bool) -> Result<(), String> {
             (github(&relay).await?, Arc::new(broadcaster))
         }
     };
-    let reconcile = Reconcile {
-        effects: Arc::new(Effects {
-            config: relay,
-            store,
-            notifier,
-            github,
-            retry: RetryPolicy::default(),
-            clock,
-        }),
-        stall_after_seconds,
+    let relay = Relay {
+        config: relay,
+        secrets: WebhookSecrets::none(),
+        store,
+        notifier,
+        clock,
+        retry: RetryPolicy::default(),
     };
+    let reconcile = relay.reconcile(github, stall_after_seconds);
     let report = match dry_run {
         true => reconcile.dry_run().await,
         false => reconcile.pass().await,
@@ -339,7 +336,8 @@ async fn status_access() -> Result<Access, String> {
         .status_token()
         .await
         .map_err(|e| e.to_string())?;
-    config::status_access(&ProcessEnv, token).map_err(|e| e.to_string())
+    let public = config::status_public(&ProcessEnv).map_err(|e| e.to_string())?;
+    Ok(Access { token, public })
 }
 
 /// The metasmoke bridge's settings, if METASMOKE_WS_URL is set.
@@ -387,7 +385,7 @@ async fn github(relay: &RelayConfig) -> Result<Arc<dyn GitHub>, String> {
 /// this runs on an operator's machine), with the functions' timeouts.
 async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(setup::aws_timeouts())
+        .timeout_config(build_relay::aws::timeouts())
         .load()
         .await
 }

@@ -11,7 +11,7 @@ use build_relay::cable::MAX_FRAME_BYTES;
 use http::StatusCode;
 use serde_json::json;
 
-use crate::gateway::App;
+use crate::app::App;
 use crate::peers::Outgoing;
 
 fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {

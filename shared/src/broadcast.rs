@@ -75,7 +75,7 @@ impl ManagementApi {
                 "relay-local",
             ))
             .endpoint_url(endpoint)
-            .timeout_config(crate::setup::aws_timeouts())
+            .timeout_config(crate::aws::timeouts())
             .build();
         Self {
             client: Client::from_conf(config),

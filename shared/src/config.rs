@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::github::api::Person;
+use crate::domain::Person;
 
 /// A setting that is missing or unusable. Its `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
@@ -208,9 +208,21 @@ pub struct WebhookSecrets {
 }
 
 impl WebhookSecrets {
-    /// Every accepted secret, current first.
+    /// No secret: for the parts that take no webhooks (the WebSocket routes, the keepalive,
+    /// reconcile, the status page). Every delivery signed with anything is refused.
+    pub fn none() -> Self {
+        Self {
+            current: Secret::new(""),
+            previous: None,
+        }
+    }
+
+    /// Every accepted secret, current first. An empty secret is never one: a signature
+    /// made with an empty key proves nothing.
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
-        std::iter::once(&self.current).chain(self.previous.iter())
+        std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .filter(|secret| !secret.expose().is_empty())
     }
 }
 
@@ -380,23 +392,17 @@ pub fn stall_alert(env: &dyn Source) -> Result<i64, ConfigError> {
     whole(env, "STALL_ALERT_MINUTES", 15, 1..=1440, "minutes").map(|minutes| minutes as i64 * 60)
 }
 
-/// Who may read the status page: `STATUS_PUBLIC` (`true` or `false`, default false) and the
-/// operator token `token` (`STATUS_TOKEN`, or the secret `STATUS_TOKEN_ARN` names).
-pub fn status_access(
-    env: &dyn Source,
-    token: Option<Secret>,
-) -> Result<crate::overview::access::Access, ConfigError> {
-    let public = match env.get("STATUS_PUBLIC").as_deref().map(str::trim) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: "STATUS_PUBLIC",
-                reason: format!("expected true or false, got {other:?}"),
-            });
-        }
-    };
-    Ok(crate::overview::access::Access { token, public })
+/// Whether anyone may read the status page's public view, `STATUS_PUBLIC` (`true` or
+/// `false`, default false). The operators' token is a secret (`SecretReader::status_token`).
+pub fn status_public(env: &dyn Source) -> Result<bool, ConfigError> {
+    match env.get("STATUS_PUBLIC").as_deref().map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "STATUS_PUBLIC",
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
 }
 
 /// The keys build-relay sends itself, which the bridge does not pass on from metasmoke.

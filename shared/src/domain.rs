@@ -296,3 +296,20 @@ mod tests {
         );
     }
 }
+
+/// A commit's author or committer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    /// The name.
+    pub name: String,
+    /// The email address.
+    pub email: String,
+}
+
+/// The deploy history's stream name.
+pub const DEPLOY_HISTORY: &str = "deploy";
+
+/// The history stream of one pull request: its events and every merge attempt.
+pub fn pull_stream(number: u64) -> String {
+    format!("pull/{number}")
+}

@@ -178,6 +178,16 @@ mod tests {
     }
 
     #[test]
+    fn no_secret_accepts_nothing_not_even_a_signature_with_an_empty_key() {
+        let body = b"Hello, World!".to_vec();
+        let signature = sign(b"", &body);
+        for accepted in [WebhookSecrets::none(), secrets("", Some(""))] {
+            let answer = accept(&headers(Some(&signature)), body.clone(), &accepted).unwrap_err();
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
     fn a_tampered_body_fails() {
         let answer = accept(
             &headers(Some(VECTOR_SIGNATURE)),

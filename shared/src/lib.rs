@@ -32,6 +32,7 @@
 //! through every step and says where a change belongs.
 
 pub mod answer;
+pub mod aws;
 pub mod bridge;
 pub mod broadcast;
 pub mod cable;

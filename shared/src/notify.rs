@@ -8,7 +8,8 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::store::{StoreError, Verdict};
+use crate::domain::Verdict;
+use crate::store::StoreError;
 
 /// A message for every subscribed Smokey.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +99,9 @@ pub enum NotifyError {
         /// The last failure, for the log.
         last_error: String,
     },
+    /// A part that tells no Smokey (`NoSmokeys`) was asked to.
+    #[error("this part tells no Smokey: it was built without an @connections endpoint")]
+    Nowhere,
 }
 
 /// A write to make once a message is posted, given how far it reached: it goes to the
@@ -159,6 +163,28 @@ impl Notifier for RecordingNotifier {
             after(reach).await?;
         }
         Ok(reach)
+    }
+}
+
+/// The notifier of a part that tells Smokeys nothing (the status page): every message is
+/// refused, so that a part built on it by mistake fails loudly instead of dropping what it
+/// says.
+#[derive(Debug, Default)]
+pub struct NoSmokeys;
+
+#[async_trait]
+impl Notifier for NoSmokeys {
+    async fn notify(&self, _message: &SmokeyMessage) -> Result<Reach, NotifyError> {
+        Err(NotifyError::Nowhere)
+    }
+
+    async fn deliver(
+        &self,
+        _place: u64,
+        _message: &SmokeyMessage,
+        _after: Option<AfterPosts<'_>>,
+    ) -> Result<Reach, NotifyError> {
+        Err(NotifyError::Nowhere)
     }
 }
 

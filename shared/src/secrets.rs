@@ -38,7 +38,7 @@ impl<'a> SecretReader<'a> {
         };
         let client = self.client.get_or_init(|| {
             let mut config = aws_sdk_secretsmanager::config::Builder::from(self.sdk);
-            if let Some(endpoint) = crate::setup::service_endpoint(self.env, "SECRETS_MANAGER") {
+            if let Some(endpoint) = crate::aws::service_endpoint(self.env, "SECRETS_MANAGER") {
                 config.set_endpoint_url(Some(endpoint));
             }
             let config = config.build();

@@ -1,92 +1,40 @@
-//! Cold start: settings read and clients built once, for the function binaries.
+//! Cold start for the function binaries: the environment and secrets to a `Relay`, and
+//! from it the one part each function runs. Settings are read and clients built once.
 //!
-//! The SDK configuration comes from the environment Lambda gives a function (region,
-//! the role's credentials, endpoint overrides such as `AWS_ENDPOINT_URL_DYNAMODB`);
-//! relay-local passes its own, from the SDK's whole chain. Nothing waits on the network at
-//! start: Secrets Manager is asked only for settings given by ARN.
+//! The SDK configuration comes from the environment Lambda gives a function (`aws`);
+//! relay-local builds its own `Relay` from the SDK's whole chain. Nothing waits on the
+//! network at start: Secrets Manager is asked only for settings given by ARN.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_types::SdkConfig;
 
-use crate::bridge::{Bridge, Timings};
+use crate::aws;
 use crate::broadcast::{Broadcaster, ManagementApi};
 use crate::clock;
-use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Source, Tables};
+use crate::config::{self, ConfigError, ProcessEnv, RelayConfig, Tables, WebhookSecrets};
 use crate::github::GitHub;
 use crate::github::octocrab_client::OctocrabGitHub;
 use crate::github::retry::RetryPolicy;
-use crate::handlers::Effects;
-use crate::handlers::keepalive::{Keepalive, ScheduledRun};
+use crate::handlers::keepalive::ScheduledRun;
 use crate::handlers::pull_request::PullRequestRoutes;
 use crate::handlers::push::PushHook;
 use crate::handlers::reconcile::Reconcile;
 use crate::handlers::status::StatusHook;
 use crate::handlers::webhook::Webhook;
 use crate::handlers::ws::Sockets;
+use crate::notify::{NoSmokeys, Notifier};
+use crate::overview::StatusPage;
 use crate::relay::Relay;
 use crate::secrets::{self, SecretReader};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 
-/// The AWS SDK's configuration from the environment Lambda gives a function, with
-/// `aws_timeouts`: `AWS_REGION` (or `AWS_DEFAULT_REGION`), the role's credentials
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_ENDPOINT_URL`;
-/// each client adds its service's own endpoint override (`service_endpoint`). Not the
-/// SDK's whole chain (profiles, SSO, web identity): on Lambda the environment holds all of
-/// it, and the chain with its STS client is a tenth of each binary and most of its init.
-pub fn sdk_config(env: &dyn Source) -> SdkConfig {
-    use aws_sdk_dynamodb::config::{
-        BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
-    };
-    let region = env
-        .get("AWS_REGION")
-        .or_else(|| env.get("AWS_DEFAULT_REGION"));
-    let credentials = match (
-        env.get("AWS_ACCESS_KEY_ID"),
-        env.get("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        (Some(id), Some(secret)) => Some(SharedCredentialsProvider::new(Credentials::new(
-            id,
-            secret,
-            env.get("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        ))),
-        _ => None,
-    };
-    let mut config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .timeout_config(aws_timeouts());
-    config.set_region(region.map(Region::new));
-    config.set_credentials_provider(credentials);
-    config.set_endpoint_url(env.get("AWS_ENDPOINT_URL"));
-    config.build()
-}
-
-/// The endpoint override for one service (`AWS_ENDPOINT_URL_DYNAMODB`,
-/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`), as the SDK's chain reads it.
-pub fn service_endpoint(env: &dyn Source, service: &str) -> Option<String> {
-    env.get(&format!("AWS_ENDPOINT_URL_{service}"))
-}
-
-/// Timeouts for every AWS call (DynamoDB, @connections, Secrets Manager): without them a
-/// server that accepts and never answers holds a delivery for as long as the SDK likes.
-/// Inside the 8 s answer budget, with room for a retry.
-pub fn aws_timeouts() -> aws_types::sdk_config::TimeoutConfig {
-    aws_types::sdk_config::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(4))
-        .build()
-}
-
 /// The DynamoDB store named by `TABLE_NAME` and `CONNECTIONS_TABLE`.
 pub fn store(sdk: &SdkConfig) -> Result<Arc<dyn Store>, ConfigError> {
     let tables = Tables::from_source(&ProcessEnv)?;
     let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
-    if let Some(endpoint) = service_endpoint(&ProcessEnv, "DYNAMODB") {
+    if let Some(endpoint) = aws::service_endpoint(&ProcessEnv, "DYNAMODB") {
         config.set_endpoint_url(Some(endpoint));
     }
     let config = config.build();
@@ -127,87 +75,116 @@ pub async fn github(
     )?))
 }
 
-/// What every webhook function shares: its settings, secrets, store and notifier.
-async fn relay(sdk: &SdkConfig) -> Result<Relay, ConfigError> {
-    let config = RelayConfig::from_source(&ProcessEnv)?;
-    let secrets = SecretReader::new(&ProcessEnv, sdk)
-        .webhook_secrets()
-        .await?;
-    let store = store(sdk)?;
-    let notifier = Arc::new(broadcaster(sdk, Arc::clone(&store))?);
-    Ok(Relay {
-        config,
-        secrets,
-        store,
-        notifier,
-        clock: clock::system(),
-        retry: RetryPolicy::default(),
-    })
+/// What a function does, and so which pieces its cold start reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Takes webhooks and tells Smokeys: the webhook secrets and `WEBSOCKET_ENDPOINT`.
+    Webhooks,
+    /// Tells Smokeys, takes no webhook: `WEBSOCKET_ENDPOINT`.
+    TellsSmokeys,
+    /// Reads the records only (the status page): neither.
+    ReadsOnly,
+}
+
+/// One function's cold start: its SDK configuration, secrets and the relay's pieces.
+struct ColdStart {
+    sdk: SdkConfig,
+    relay: Relay,
+    /// For the kinds that tell Smokeys.
+    broadcaster: Option<Broadcaster>,
+}
+
+impl ColdStart {
+    /// The relay's pieces for a function of `kind`.
+    async fn new(kind: Kind) -> Result<Self, ConfigError> {
+        let sdk = aws::sdk_config(&ProcessEnv);
+        let store = store(&sdk)?;
+        let secrets = match kind {
+            Kind::Webhooks => {
+                SecretReader::new(&ProcessEnv, &sdk)
+                    .webhook_secrets()
+                    .await?
+            }
+            Kind::TellsSmokeys | Kind::ReadsOnly => WebhookSecrets::none(),
+        };
+        let broadcaster = match kind {
+            Kind::Webhooks | Kind::TellsSmokeys => Some(broadcaster(&sdk, Arc::clone(&store))?),
+            Kind::ReadsOnly => None,
+        };
+        let notifier: Arc<dyn Notifier> = match &broadcaster {
+            Some(broadcaster) => Arc::new(broadcaster.clone()),
+            None => Arc::new(NoSmokeys),
+        };
+        let relay = Relay {
+            config: RelayConfig::from_source(&ProcessEnv)?,
+            secrets,
+            store,
+            notifier,
+            clock: clock::system(),
+            retry: RetryPolicy::default(),
+        };
+        Ok(Self {
+            sdk,
+            relay,
+            broadcaster,
+        })
+    }
+
+    fn secrets(&self) -> SecretReader<'_> {
+        SecretReader::new(&ProcessEnv, &self.sdk)
+    }
+
+    async fn github(&self) -> Result<Arc<dyn GitHub>, ConfigError> {
+        github(&self.secrets(), &self.relay.config).await
+    }
+
+    fn broadcaster(&self) -> &Broadcaster {
+        self.broadcaster
+            .as_ref()
+            .expect("the parts that tell Smokeys are built by a kind that does")
+    }
 }
 
 /// `github-status`'s route.
 pub async fn status_hook() -> Result<Webhook<StatusHook>, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    let relay = relay(&sdk).await?;
-    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
-    Ok(relay.status_hook(github))
+    let start = ColdStart::new(Kind::Webhooks).await?;
+    Ok(start.relay.status_hook(start.github().await?))
 }
 
 /// `github-push`'s route.
 pub async fn push_hook() -> Result<Webhook<PushHook>, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    let relay = relay(&sdk).await?;
-    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
-    Ok(relay.push_hook(github))
-}
-
-/// `status-page`'s parts: the store (read only), the token, `STATUS_PUBLIC`, `BOT_LOGIN`.
-pub async fn status_page() -> Result<crate::overview::StatusPage, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    let token = SecretReader::new(&ProcessEnv, &sdk).status_token().await?;
-    Ok(crate::overview::StatusPage {
-        store: store(&sdk)?,
-        access: config::status_access(&ProcessEnv, token)?,
-        bot_login: RelayConfig::from_source(&ProcessEnv)?.bot_login,
-        clock: clock::system(),
-    })
-}
-
-/// `reconcile`'s pass: the webhook routes' parts (no webhook secret: it takes no webhooks).
-pub async fn reconcile() -> Result<Reconcile, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    let config = RelayConfig::from_source(&ProcessEnv)?;
-    let store = store(&sdk)?;
-    let notifier = Arc::new(broadcaster(&sdk, Arc::clone(&store))?);
-    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &config).await?;
-    Ok(Reconcile {
-        effects: Arc::new(Effects {
-            config,
-            store,
-            notifier,
-            github,
-            retry: RetryPolicy::default(),
-            clock: clock::system(),
-        }),
-        stall_after_seconds: config::stall_alert(&ProcessEnv)?,
-    })
+    let start = ColdStart::new(Kind::Webhooks).await?;
+    Ok(start.relay.push_hook(start.github().await?))
 }
 
 /// `github-pull-request`'s two routes.
 pub async fn pull_request_routes() -> Result<PullRequestRoutes, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    let relay = relay(&sdk).await?;
-    let github = github(&SecretReader::new(&ProcessEnv, &sdk), &relay.config).await?;
-    Ok(relay.pull_request_routes(github))
+    let start = ColdStart::new(Kind::Webhooks).await?;
+    Ok(start.relay.pull_request_routes(start.github().await?))
+}
+
+/// `status-page`'s page: the store (read only), the token, `STATUS_PUBLIC`, `BOT_LOGIN`.
+pub async fn status_page() -> Result<StatusPage, ConfigError> {
+    let start = ColdStart::new(Kind::ReadsOnly).await?;
+    let token = start.secrets().status_token().await?;
+    let public = config::status_public(&ProcessEnv)?;
+    Ok(start.relay.status_page(token, public))
+}
+
+/// `reconcile`'s pass (it takes no webhooks).
+pub async fn reconcile() -> Result<Reconcile, ConfigError> {
+    let start = ColdStart::new(Kind::TellsSmokeys).await?;
+    let stall_after_seconds = config::stall_alert(&ProcessEnv)?;
+    Ok(start
+        .relay
+        .reconcile(start.github().await?, stall_after_seconds))
 }
 
 /// The WebSocket routes' handlers.
 pub async fn sockets() -> Result<Sockets, ConfigError> {
-    let sdk = sdk_config(&ProcessEnv);
-    Ok(Sockets {
-        broadcaster: broadcaster(&sdk, store(&sdk)?)?,
-        replay_window: config::replay_window(&ProcessEnv)?,
-    })
+    let start = ColdStart::new(Kind::TellsSmokeys).await?;
+    let replay_window = config::replay_window(&ProcessEnv)?;
+    Ok(start.relay.sockets(start.broadcaster(), replay_window))
 }
 
 /// `ws-keepalive`'s scheduled run: the pings and, when configured, the bridge.
@@ -215,80 +192,15 @@ pub async fn scheduled_run() -> Result<ScheduledRun, ConfigError> {
     let interval = config::ping_interval(&ProcessEnv)?;
     let window = config::keepalive_window(&ProcessEnv)?;
     let overlap = config::bridge_overlap(&ProcessEnv)?;
-    let sdk = sdk_config(&ProcessEnv);
-    let broadcaster = broadcaster(&sdk, store(&sdk)?)?;
-    let key = SecretReader::new(&ProcessEnv, &sdk).metasmoke_key().await?;
-    let bridge = config::bridge(&ProcessEnv, key)?.map(|config| Bridge {
-        config,
-        timings: Timings::default(),
-        broadcaster: broadcaster.clone(),
-    });
+    let start = ColdStart::new(Kind::TellsSmokeys).await?;
+    let key = start.secrets().metasmoke_key().await?;
+    let broadcaster = start.broadcaster();
+    let bridge = config::bridge(&ProcessEnv, key)?
+        .map(|config| start.relay.bridge(broadcaster, config, Default::default()));
     Ok(ScheduledRun {
-        keepalive: Keepalive {
-            broadcaster,
-            interval,
-            clock: clock::system(),
-        },
+        keepalive: start.relay.keepalive(broadcaster, interval),
         window,
         bridge,
         overlap,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_sdk_dynamodb::config::ProvideCredentials;
-
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Source {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_string())
-        }
-    }
-
-    #[tokio::test]
-    async fn the_sdk_is_configured_from_what_lambda_sets() {
-        let lambda = env(&[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "secret"),
-            ("AWS_SESSION_TOKEN", "session"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566"),
-        ]);
-        let sdk = sdk_config(&lambda);
-        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
-        assert_eq!(sdk.endpoint_url(), None);
-        let credentials = sdk
-            .credentials_provider()
-            .expect("credentials from the environment")
-            .provide_credentials()
-            .await
-            .unwrap();
-        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
-        assert_eq!(credentials.secret_access_key(), "secret");
-        assert_eq!(credentials.session_token(), Some("session"));
-        assert_eq!(
-            service_endpoint(&lambda, "DYNAMODB").as_deref(),
-            Some("http://127.0.0.1:4566")
-        );
-        assert_eq!(service_endpoint(&lambda, "SECRETS_MANAGER"), None);
-    }
-
-    #[test]
-    fn half_a_key_or_blanks_configure_nothing() {
-        let sdk = sdk_config(&env(&[
-            ("AWS_DEFAULT_REGION", "us-east-2"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", " "),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
-        ]));
-        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("us-east-2"));
-        assert!(sdk.credentials_provider().is_none());
-        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:4566"));
-        assert!(sdk_config(&env(&[])).region().is_none());
-    }
 }

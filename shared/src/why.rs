@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::{HistoryEntry, HistoryOutcome, VerdictRecord};
-use crate::handlers::pull_request::pull_stream;
-use crate::handlers::push::DEPLOY_HISTORY;
+use crate::domain::{DEPLOY_HISTORY, HistoryEntry, HistoryOutcome, VerdictRecord, pull_stream};
 use crate::store::{Store, StoreError};
 
 /// How many entries of a history stream a trail reads.

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use build_relay::config::Secret;
-use build_relay::domain::{CiSource, HistoryEntry, HistoryOutcome, StatusRecord};
-use build_relay::handlers::push::DEPLOY_HISTORY;
+use build_relay::domain::{CiSource, DEPLOY_HISTORY, HistoryEntry, HistoryOutcome, StatusRecord};
+use build_relay::overview::StatusPage;
 use build_relay::overview::access::Access;
-use build_relay::overview::{
-    CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList, StatusPage,
+use build_relay::store::{
+    CI_CONTEXTS, Connection, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList, Stall, Store,
+    Verdict, VerdictRecord,
 };
-use build_relay::store::{Connection, Stall, Store, Verdict, VerdictRecord};
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 

@@ -6,66 +6,8 @@ use async_trait::async_trait;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-/// A pull request as `GET /repos/{owner}/{repo}/pulls/{n}` returns it (the fields we read).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullRequest {
-    /// The pull request's number.
-    pub number: u64,
-    /// `open` or `closed`.
-    pub state: String,
-    /// Its title.
-    pub title: String,
-    /// Its page on GitHub.
-    pub html_url: String,
-    /// Missing from list responses; `GET` of one pull request has it.
-    #[serde(default)]
-    pub merged: bool,
-    /// Whether GitHub can merge it; `null` while GitHub is still working it out.
-    #[serde(default)]
-    pub mergeable: Option<bool>,
-    /// `clean`, `dirty` (conflicts), `blocked`, `unknown`, ...
-    #[serde(default)]
-    pub mergeable_state: Option<String>,
-    /// Who opened it.
-    pub user: Option<Account>,
-    /// The branch to merge.
-    pub head: PullBranch,
-    /// The branch to merge into.
-    pub base: PullBranch,
-}
-
-/// A GitHub user or bot, by login (a PR's author, a webhook's sender).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    /// e.g. `SmokeDetector`, `pullapprove[bot]`.
-    pub login: String,
-}
-
-/// A pull request's head or base: a branch, its commit, and the repository it is in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullBranch {
-    /// The branch name (GitHub's `ref`, without `refs/heads/`).
-    #[serde(rename = "ref")]
-    pub name: String,
-    /// The commit the branch pointed at.
-    pub sha: String,
-    /// `null` when the fork it came from was deleted.
-    pub repo: Option<Repository>,
-}
-
-/// A repository, by `owner/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repository {
-    /// `owner/name`, e.g. `Charcoal-SE/SmokeDetector`.
-    pub full_name: String,
-}
-
-impl PullRequest {
-    /// The login of who opened it.
-    pub fn author(&self) -> Option<&str> {
-        self.user.as_ref().map(|u| u.login.as_str())
-    }
-}
+pub use super::payloads::{Account, PullBranch, PullRequest, Repository};
+pub use crate::domain::Person;
 
 /// `GET /repos/{owner}/{repo}/compare/{base}...{head}` (the fields we read).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -194,15 +136,6 @@ pub struct NewCommit {
     pub committer: Person,
 }
 
-/// A commit's author or committer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Person {
-    /// The name.
-    pub name: String,
-    /// The email address.
-    pub email: String,
-}
-
 /// `GET /rate_limit`'s core quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct RateLimit {
@@ -328,10 +261,7 @@ pub trait GitHub: Send + Sync {
     /// The statuses of a commit (`GET /repos/{repo}/commits/{sha}/status`).
     async fn combined_status(&self, sha: &str) -> Result<Vec<CommitStatus>, GitHubError>;
     /// The check runs of a commit (`GET /repos/{repo}/commits/{sha}/check-runs`).
-    async fn check_runs(
-        &self,
-        sha: &str,
-    ) -> Result<Vec<crate::github::payloads::CheckRun>, GitHubError>;
+    async fn check_runs(&self, sha: &str) -> Result<Vec<super::payloads::CheckRun>, GitHubError>;
     /// The open pull requests (up to 100) with their head commits' statuses, in one
     /// GraphQL query.
     async fn open_pulls(&self) -> Result<Vec<OpenPull>, GitHubError>;

@@ -3,9 +3,68 @@
 //! name GitHub invents is handled as "not interesting" instead of as an error.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::github::api::{Account, Repository};
+/// A pull request as `GET /repos/{owner}/{repo}/pulls/{n}` returns it (the fields we read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The pull request's number.
+    pub number: u64,
+    /// `open` or `closed`.
+    pub state: String,
+    /// Its title.
+    pub title: String,
+    /// Its page on GitHub.
+    pub html_url: String,
+    /// Missing from list responses; `GET` of one pull request has it.
+    #[serde(default)]
+    pub merged: bool,
+    /// Whether GitHub can merge it; `null` while GitHub is still working it out.
+    #[serde(default)]
+    pub mergeable: Option<bool>,
+    /// `clean`, `dirty` (conflicts), `blocked`, `unknown`, ...
+    #[serde(default)]
+    pub mergeable_state: Option<String>,
+    /// Who opened it.
+    pub user: Option<Account>,
+    /// The branch to merge.
+    pub head: PullBranch,
+    /// The branch to merge into.
+    pub base: PullBranch,
+}
+
+/// A GitHub user or bot, by login (a PR's author, a webhook's sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// e.g. `SmokeDetector`, `pullapprove[bot]`.
+    pub login: String,
+}
+
+/// A pull request's head or base: a branch, its commit, and the repository it is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullBranch {
+    /// The branch name (GitHub's `ref`, without `refs/heads/`).
+    #[serde(rename = "ref")]
+    pub name: String,
+    /// The commit the branch pointed at.
+    pub sha: String,
+    /// `null` when the fork it came from was deleted.
+    pub repo: Option<Repository>,
+}
+
+/// A repository, by `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    /// `owner/name`, e.g. `Charcoal-SE/SmokeDetector`.
+    pub full_name: String,
+}
+
+impl PullRequest {
+    /// The login of who opened it.
+    pub fn author(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.login.as_str())
+    }
+}
 
 /// Deserializes `null` as the type's default (GitHub sends `null` for empty lists too).
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -109,7 +168,7 @@ pub struct PullRequestEvent {
     /// The pull request's number.
     pub number: u64,
     /// The pull request as it is now.
-    pub pull_request: crate::github::api::PullRequest,
+    pub pull_request: PullRequest,
     /// Where it is.
     pub repository: Repository,
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::webhook::Failure;
+use super::Failure;
 use crate::clock::Clock;
 use crate::notify::{AfterPosts, Notifier, SmokeyMessage};
 use crate::rules::claim::{self as rules, Turn};

@@ -2,6 +2,7 @@
 //! binaries and the local gateway call these and nothing else.
 
 pub mod claims;
+mod failure;
 pub mod keepalive;
 pub mod pull_request;
 pub mod push;
@@ -14,6 +15,8 @@ pub mod ws;
 
 use std::sync::Arc;
 
+pub use failure::Failure;
+
 use serde_json::Value;
 
 use crate::clock::Clock;
@@ -21,9 +24,8 @@ use crate::config::RelayConfig;
 use crate::github::retry::RetryPolicy;
 use crate::github::{GitHub, GitHubError};
 use crate::notify::{AfterPosts, Notifier, NotifyError, Reach, SmokeyMessage};
-use crate::overview::RecentList;
+use crate::store::RecentList;
 use crate::store::{HistoryEntry, HistoryOutcome, StatusRecord, StatusWrite, Store, StoreError};
-use webhook::Failure;
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
 /// have (the status, push and pull-request routes).
@@ -93,7 +95,7 @@ pub(crate) async fn record_result(
     };
     let (write, ()) = tokio::try_join!(
         store.record_status(record),
-        crate::overview::CI_CONTEXTS.note(store, Some(&record.context), &seen),
+        crate::store::CI_CONTEXTS.note(store, Some(&record.context), &seen),
     )?;
     Ok(write)
 }

@@ -12,11 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::Failure;
 use super::claims::{ClaimHandle, Taken};
 use super::union_merge::{self, UnionEnd};
-use super::webhook::{Endpoint, Failure, Plan, Route, Webhook};
+use super::webhook::{Endpoint, Plan, Route, Webhook};
 use crate::answer::Answer;
-use crate::domain::HistoryOutcome;
+use crate::domain::{HistoryOutcome, pull_stream};
 use crate::github::PullRequest;
 use crate::github::payloads::{self, PullRequestEvent, StatusEvent};
 use crate::notify::SmokeyMessage;
@@ -49,7 +50,7 @@ impl PullRequests {
                 if let Value::Object(fields) = &mut detail {
                     fields.insert("number".into(), number.into());
                 }
-                Some(&crate::overview::PULL_EVENTS)
+                Some(&crate::store::PULL_EVENTS)
             }
             _ => None,
         };
@@ -74,11 +75,6 @@ impl PullRequests {
     fn claim<'a>(&'a self, key: String, delivery_id: &'a str) -> ClaimHandle<'a> {
         ClaimHandle::new(self.store.as_ref(), self.clock.as_ref(), key, delivery_id)
     }
-}
-
-/// The trail of one pull request: its events and every merge attempt.
-pub fn pull_stream(number: u64) -> String {
-    format!("pull/{number}")
 }
 
 /// `POST /github/pull_request_hook`: `pull_request` events.

@@ -7,9 +7,10 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::Effects;
+use super::Failure;
 use super::claims::{self, ClaimHandle, Taken};
-use super::webhook::{Failure, Plan, Route};
-use crate::domain::HistoryOutcome;
+use super::webhook::{Plan, Route};
+use crate::domain::{DEPLOY_HISTORY, HistoryOutcome};
 use crate::github::payloads::{self, PushEvent};
 use crate::notify::SmokeyMessage;
 use crate::rules::push::{self as rules, DeployHead, PushPlan};
@@ -29,9 +30,6 @@ pub struct PushWork {
     /// The delivery's body, relayed to Smokey when deploy moves.
     body: Vec<u8>,
 }
-
-/// The deploy history's stream name.
-pub const DEPLOY_HISTORY: &str = "deploy";
 
 #[async_trait]
 impl Route for PushHook {
@@ -471,7 +469,7 @@ impl PushHook {
             delivery_id,
             outcome,
             detail,
-            Some(&crate::overview::DEPLOY_MOVES),
+            Some(&crate::store::DEPLOY_MOVES),
         )
         .await
     }

@@ -11,10 +11,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Effects;
+use super::Failure;
 use super::claims::{self, ClaimHandle};
 use super::pull_request::{PrMerge, answer_says_merged};
 use super::push::PushHook;
-use super::webhook::{Failure, Plan, Route};
+use super::webhook::{Plan, Route};
 use crate::domain::{CiSource, HistoryOutcome, Stall, StatusRecord};
 use crate::github::api::{Comparison, OpenPull};
 use crate::github::payloads::StatusEvent;

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
 use super::Effects;
-use super::webhook::{Failure, Plan, Route};
+use super::Failure;
+use super::webhook::{Plan, Route};
 use crate::github::payloads::{
     self, CheckRunEvent, CheckSuiteEvent, Repository, StatusEvent, WorkflowRunEvent,
 };

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use http::StatusCode;
 
 use super::Effects;
+use super::Failure;
 use super::retried;
-use super::webhook::Failure;
 use crate::github::api::{GitHubError, NewCommit, PullRequest, TreeItem};
 use crate::rules::merge as merge_rules;
 use crate::rules::union::{self as rules, Attributes, Entry, Files};

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::Effects;
+use super::Failure;
 use super::claims::{self, ClaimHandle};
 use super::retried;
-use super::webhook::Failure;
 use crate::domain::{Verdict, VerdictRecord};
 use crate::notify::{AfterPosts, Reach, SmokeyMessage};
 use crate::rules::status::{self as rules, Decided, Report, StatusDecision, VerdictTurn};

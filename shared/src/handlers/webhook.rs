@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use http::HeaderMap;
 
+use super::Failure;
 use crate::answer::Answer;
 use crate::clock::Clock;
 use crate::config::WebhookSecrets;
 use crate::domain::{HistoryEntry, HistoryOutcome};
 use crate::intake;
-use crate::store::{DeliveryEnd, DeliveryStart, Ledger, Store, StoreError};
+use crate::store::{DeliveryEnd, DeliveryStart, Ledger, Store};
 
 /// What a route makes of a verified delivery before anything is written.
 pub enum Plan<W> {
@@ -25,32 +26,6 @@ pub enum Plan<W> {
         /// What to do.
         work: W,
     },
-}
-
-/// Why a route's work did not get done, and so whether a redelivery could help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// DynamoDB, GitHub or @connections failed in a way that a redelivery may fix: 503.
-    Transient(String),
-    /// No redelivery will fix it (GitHub has no such commit or pull request, a stored item
-    /// cannot be read): recorded as handled and answered 200 with the reason.
-    Permanent(String),
-}
-
-impl Failure {
-    /// A failure a redelivery may fix.
-    pub fn transient(reason: impl Into<String>) -> Self {
-        Self::Transient(reason.into())
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(_) => Self::Transient(error.to_string()),
-            StoreError::Corrupt(_) => Self::Permanent(error.to_string()),
-        }
-    }
 }
 
 /// How long a delivery may take before it is answered 503. GitHub waits 10 s at most.
@@ -155,7 +130,7 @@ impl<R: Route> Webhook<R> {
         };
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
-            let deliveries = &crate::overview::DELIVERIES;
+            let deliveries = &crate::store::DELIVERIES;
             if let Err(error) = deliveries.note(store.as_ref(), None, &entry).await {
                 tracing::warn!(%error, "delivery not added to the status page's list");
             }

@@ -3,7 +3,7 @@
 //! `ClaimState`s; each step is done by whoever holds the claim, and a holder that stopped
 //! answering (its lease ran out) is taken over by the next delivery, which finishes its step.
 
-use crate::store::{ClaimRecord, ClaimState};
+use crate::domain::{ClaimRecord, ClaimState};
 
 /// How long a holder may go without moving its claim on before another delivery may take
 /// it over. Longer than any delivery may run (the answer budget is under 10 s).

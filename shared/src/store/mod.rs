@@ -4,6 +4,9 @@
 
 pub mod dynamodb;
 pub mod embedded;
+mod recent;
+
+pub use recent::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList};
 
 use std::collections::BTreeSet;
 
