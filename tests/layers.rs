@@ -145,7 +145,11 @@ fn paths_in(code: &str, module: &[String]) -> Vec<(Vec<String>, String)> {
             .filter(|c| !c.is_whitespace())
             .collect();
         for path in expand(&tree) {
-            if let Some(resolved) = resolve(&path, module) {
+            // A path from no root names a child module (`use items::*`) or another crate;
+            // `file_for` finds no file of this crate for the latter.
+            let resolved =
+                resolve(&path, module).or_else(|| resolve(&format!("self::{path}"), module));
+            if let Some(resolved) = resolved {
                 found.push((resolved, path));
             }
         }
@@ -415,6 +419,7 @@ fn the_reader_sees_the_imports_it_checks() {
     let module = vec!["handlers".to_string(), "push".to_string()];
     let code = code_of(
         "use crate::store::{Claim, ClaimRecord};\nuse super::{Effects, claims::once};\n\
+         use merging::Merging;\n\
          let p = crate::overview::StatusPage { x }; // crate::why is only a comment\n\
          let s = \"crate::relay in a string\";\n#[cfg(test)]\nmod tests { use crate::setup; }",
     );
@@ -427,6 +432,7 @@ fn the_reader_sees_the_imports_it_checks() {
         "store::ClaimRecord",
         "handlers::Effects",
         "handlers::claims::once",
+        "handlers::push::merging::Merging",
         "overview::StatusPage",
     ]
     .into_iter()

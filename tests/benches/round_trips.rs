@@ -21,7 +21,7 @@ use build_relay::config::RelayConfig;
 use build_relay::handlers::webhook::Endpoint;
 use build_relay::relay::Relay;
 use build_relay::store::dynamodb::{DynamoStore, create_tables};
-use build_relay::store::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS};
+use build_relay::store::recent::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS};
 use build_relay::store::{Connection, Store};
 use integration_tests::fake_github::FakeGitHub;
 use integration_tests::*;

@@ -13,10 +13,8 @@ use build_relay::config::Secret;
 use build_relay::domain::{CiSource, DEPLOY_HISTORY, HistoryEntry, HistoryOutcome, StatusRecord};
 use build_relay::overview::StatusPage;
 use build_relay::overview::access::Access;
-use build_relay::store::{
-    CI_CONTEXTS, Connection, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList, Stall, Store,
-    Verdict, VerdictRecord,
-};
+use build_relay::store::recent::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList};
+use build_relay::store::{Connection, Stall, Store, Verdict, VerdictRecord};
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 

@@ -24,7 +24,7 @@ use crate::config::RelayConfig;
 use crate::github::retry::RetryPolicy;
 use crate::github::{GitHub, GitHubError};
 use crate::notify::{AfterPosts, Notifier, NotifyError, Reach, SmokeyMessage};
-use crate::store::RecentList;
+use crate::store::recent::RecentList;
 use crate::store::{HistoryEntry, HistoryOutcome, StatusRecord, StatusWrite, Store, StoreError};
 
 /// What a route that acts on GitHub works with: the rules' settings and every effect it may
@@ -95,7 +95,7 @@ pub(crate) async fn record_result(
     };
     let (write, ()) = tokio::try_join!(
         store.record_status(record),
-        crate::store::CI_CONTEXTS.note(store, Some(&record.context), &seen),
+        crate::store::recent::CI_CONTEXTS.note(store, Some(&record.context), &seen),
     )?;
     Ok(write)
 }

@@ -469,7 +469,7 @@ impl PushHook {
             delivery_id,
             outcome,
             detail,
-            Some(&crate::store::DEPLOY_MOVES),
+            Some(&crate::store::recent::DEPLOY_MOVES),
         )
         .await
     }

@@ -120,27 +120,12 @@ async fn build(
         Some(entry) => Attributes::parse(&String::from_utf8_lossy(&blob(fx, &entry.sha).await?)),
         None => Attributes::default(),
     };
-    let mut contents = HashMap::new();
-    for merge in &plan.contents {
-        for sha in [
-            merge.ancestor.as_ref(),
-            Some(&merge.ours),
-            Some(&merge.theirs),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if !contents.contains_key(sha) {
-                contents.insert(sha.clone(), blob(fx, sha).await?);
-            }
-        }
-    }
+    let contents = blobs(fx, &plan.contents).await?;
     let merged =
         match rules::merge_contents(&plan.contents, |sha| contents[sha].clone(), &attributes) {
             Ok(merged) => merged,
             Err(refused) => return Ok(Built::Refused(conflicts(&refused))),
         };
-
     let mut entries: Vec<TreeItem> = plan
         .take_theirs
         .into_iter()
@@ -160,6 +145,38 @@ async fn build(
         fx.github.create_tree(&ours_tree, &entries)
     })
     .await?;
+    Ok(Built::Commit(write_commit(fx, pr, tree, head, sha).await?))
+}
+
+/// Every blob the content merges read (each once), by sha.
+async fn blobs(
+    fx: &Effects,
+    merges: &[rules::ContentMerge],
+) -> Result<HashMap<String, Vec<u8>>, Failure> {
+    let mut contents = HashMap::new();
+    for merge in merges {
+        let shas = [
+            merge.ancestor.as_ref(),
+            Some(&merge.ours),
+            Some(&merge.theirs),
+        ];
+        for sha in shas.into_iter().flatten() {
+            if !contents.contains_key(sha) {
+                contents.insert(sha.clone(), blob(fx, sha).await?);
+            }
+        }
+    }
+    Ok(contents)
+}
+
+/// The merge commit of `tree`, with the base's head first and the approved commit second.
+async fn write_commit(
+    fx: &Effects,
+    pr: &PullRequest,
+    tree: String,
+    head: &str,
+    sha: &str,
+) -> Result<String, Failure> {
     let commit = NewCommit {
         message: format!(
             "{}\n\n{}",
@@ -170,11 +187,10 @@ async fn build(
         parents: vec![head.to_string(), sha.to_string()],
         committer: fx.config.merge_committer.clone(),
     };
-    let commit = retried(fx, "create the merge commit", || {
+    retried(fx, "create the merge commit", || {
         fx.github.create_commit(&commit)
     })
-    .await?;
-    Ok(Built::Commit(commit))
+    .await
 }
 
 /// A commit's tree sha and its entries by path (files, symlinks and submodules; not the

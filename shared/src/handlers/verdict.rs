@@ -131,21 +131,9 @@ async fn send_once(
     commit_message: Option<String>,
     place: Option<u64>,
 ) -> Result<String, Failure> {
-    let commit_message = match commit_message {
-        Some(message) => message,
-        None => {
-            // Only a check run leaves the message to be read: not for a commit sent already.
-            if let Some(held) = fx.store.verdict(sha).await?
-                && held.notified_at.is_some()
-            {
-                super::give_back_place(fx, place).await;
-                return Ok(decided_already(&held));
-            }
-            retried(fx, &format!("read commit {sha}"), || {
-                fx.github.commit_message(sha)
-            })
-            .await?
-        }
+    let commit_message = match message_to_send(fx, sha, commit_message, place).await? {
+        Ok(message) => message,
+        Err(held) => return Ok(decided_already(&held)),
     };
     let claim = VerdictRecord {
         verdict: Verdict {
@@ -176,16 +164,53 @@ async fn send_once(
         }
     };
     let claimed = held.is_none();
-    let verdict = match rules::verdict_turn(held, claim) {
-        VerdictTurn::Send(verdict) => verdict,
-        VerdictTurn::SentAlready(held) => return Ok(decided_already(&held)),
-        VerdictTurn::Sending(held) => {
-            return Ok(format!(
-                "Commit {} was decided by delivery {}, which is sending it",
-                held.verdict.sha, held.delivery_id
-            ));
+    match rules::verdict_turn(held, claim) {
+        VerdictTurn::Send(verdict) => {
+            post(fx, delivery_id, &verdict, decided, claimed, place).await
         }
-    };
+        VerdictTurn::SentAlready(held) => Ok(decided_already(&held)),
+        VerdictTurn::Sending(held) => Ok(format!(
+            "Commit {} was decided by delivery {}, which is sending it",
+            held.verdict.sha, held.delivery_id
+        )),
+    }
+}
+
+/// The commit message the verdict carries: the one given, else GitHub's; `Err` with the
+/// commit's verdict when it was sent already (only a check run leaves the message to be
+/// read, and it is not read for a commit that is done), its place given back.
+async fn message_to_send(
+    fx: &Effects,
+    sha: &str,
+    commit_message: Option<String>,
+    place: Option<u64>,
+) -> Result<Result<String, VerdictRecord>, Failure> {
+    if let Some(message) = commit_message {
+        return Ok(Ok(message));
+    }
+    if let Some(held) = fx.store.verdict(sha).await?
+        && held.notified_at.is_some()
+    {
+        super::give_back_place(fx, place).await;
+        return Ok(Err(held));
+    }
+    let message = retried(fx, &format!("read commit {sha}"), || {
+        fx.github.commit_message(sha)
+    })
+    .await?;
+    Ok(Ok(message))
+}
+
+/// Posts a claimed verdict at `place` and marks it sent; `claimed` is false for a retry
+/// that took over a verdict never marked sent, which goes out as a new outbox entry.
+async fn post(
+    fx: &Effects,
+    delivery_id: &str,
+    verdict: &Verdict,
+    decided: Decided,
+    claimed: bool,
+    place: u64,
+) -> Result<String, Failure> {
     let message = SmokeyMessage::CommitStatus(verdict.clone());
     let sent_to = |sent: usize| {
         format!(
@@ -199,6 +224,7 @@ async fn send_once(
         // keys' cursors move.
         (true, false) => {
             let now = fx.clock.now();
+            let sha = verdict.sha.as_str();
             let mark: AfterPosts = Box::new(move |reach: Reach| {
                 Box::pin(async move {
                     fx.store
@@ -218,7 +244,7 @@ async fn send_once(
         // Sent again by a retry: a new outbox entry.
         (false, _) => super::say(fx.notifier.as_ref(), message).await?,
     };
-    let mirrored = mirror(fx, delivery_id, &verdict, decided).await?;
+    let mirrored = mirror(fx, delivery_id, verdict, decided).await?;
     fx.store
         .mark_verdict_notified(&verdict.sha, fx.clock.now(), sent as u64)
         .await?;

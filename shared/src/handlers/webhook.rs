@@ -130,7 +130,7 @@ impl<R: Route> Webhook<R> {
         };
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
-            let deliveries = &crate::store::DELIVERIES;
+            let deliveries = &crate::store::recent::DELIVERIES;
             if let Err(error) = deliveries.note(store.as_ref(), None, &entry).await {
                 tracing::warn!(%error, "delivery not added to the status page's list");
             }

@@ -11,9 +11,8 @@ use serde_json::Value;
 
 use crate::bridge::HOLDER_KEY;
 use crate::domain::{HistoryEntry, HistoryOutcome};
-use crate::store::{
-    CI_CONTEXTS, CommitSummary, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, Store, StoreError,
-};
+use crate::store::recent::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS};
+use crate::store::{CommitSummary, Store, StoreError};
 
 /// How many merge decisions the page shows.
 const MERGES: usize = 20;

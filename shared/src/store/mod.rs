@@ -4,9 +4,7 @@
 
 pub mod dynamodb;
 pub mod embedded;
-mod recent;
-
-pub use recent::{CI_CONTEXTS, DELIVERIES, DEPLOY_MOVES, PULL_EVENTS, RecentList};
+pub mod recent;
 
 use std::collections::BTreeSet;
 
