@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{SmokeyLike, deliver, free_port, serve_command, unique_suffix, wait_until_listening};
+use common::{
+    SmokeyLike, fail_the_deploy_commit, free_port, serve_command, unique_suffix,
+    wait_until_listening,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -259,25 +262,6 @@ async fn subscribed_smokey(port: u16) -> SmokeyLike {
     smokey
 }
 
-/// CI fails on the deploy commit: a `commit_status` frame for every subscribed Smokey.
-async fn send_a_verdict(port: u16) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/status-deploy-success.json");
-    let mut status: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    status["state"] = "failure".into();
-    let body = serde_json::to_vec(&status).unwrap();
-    let delivery = format!("protocol-{}", unique_suffix());
-    let (code, answer) = deliver(
-        port,
-        "/github/status_hook",
-        "status",
-        &delivery,
-        SECRET,
-        body,
-    )
-    .await;
-    assert_eq!(code, 200, "{answer}");
-}
-
 fn verdicts(messages: &[Value]) -> usize {
     messages
         .iter()
@@ -315,7 +299,8 @@ async fn each_violation_gets_its_close_code_and_its_connection_ends_within_a_sec
         "the connection list forgets every violating socket"
     );
 
-    send_a_verdict(relay.port).await;
+    let (code, answer) = fail_the_deploy_commit(relay.port, SECRET).await;
+    assert_eq!(code, 200, "{answer}");
     let deadline = Instant::now() + Duration::from_secs(10);
     assert!(
         smokey.wait_for(deadline, |m| verdicts(m) > 0).await,

@@ -13,8 +13,8 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::{
-    SmokeyLike, deliver, free_port, output_with_stdin, serve_command, unique_suffix, use_moto,
-    wait_until_listening,
+    SmokeyLike, fail_the_deploy_commit, free_port, output_with_stdin, serve_command, unique_suffix,
+    use_moto, wait_until_listening,
 };
 use serde_json::Value;
 
@@ -115,25 +115,6 @@ async fn wait_for_exit(relay: &mut Child) -> ExitStatus {
     }
 }
 
-/// CI fails on the deploy commit; returns the answer's status and text.
-async fn fail_the_deploy_commit(port: u16) -> (u16, String) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/status-deploy-success.json");
-    let mut status: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    status["state"] = "failure".into();
-    let body = serde_json::to_vec(&status).unwrap();
-    let delivery = format!("restart-{}", unique_suffix());
-    deliver(
-        port,
-        "/github/status_hook",
-        "status",
-        &delivery,
-        SECRET,
-        body,
-    )
-    .await
-}
-
 fn verdicts(messages: &[Value]) -> usize {
     messages
         .iter()
@@ -162,7 +143,7 @@ async fn a_verdict_sent_during_a_restart_reaches_smokey_once(kept: Kept, stop_si
     let mut relay = kept.serve(port);
     wait_until_listening(port).await;
 
-    let (status, answer) = fail_the_deploy_commit(port).await;
+    let (status, answer) = fail_the_deploy_commit(port, SECRET).await;
     assert_eq!(status, 200, "{answer}");
     assert!(
         answer.contains("to 0 connection(s)"),

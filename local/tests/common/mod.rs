@@ -118,6 +118,27 @@ pub async fn deliver(
     (answer.status().as_u16(), answer.text().await.unwrap())
 }
 
+/// CI fails on the deploy commit of `local/samples/status-deploy-success.json`: a
+/// `commit_status` verdict for every subscribed Smokey. Returns the answer's status and text.
+pub async fn fail_the_deploy_commit(port: u16, secret: &str) -> (u16, String) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/status-deploy-success.json");
+    let mut status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    status["state"] = "failure".into();
+    let body = serde_json::to_vec(&status).unwrap();
+    let delivery = format!("deploy-failed-{}", unique_suffix());
+    deliver(
+        port,
+        "/github/status_hook",
+        "status",
+        &delivery,
+        secret,
+        body,
+    )
+    .await
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
